@@ -1,0 +1,102 @@
+"""Network building blocks shared by all algorithms: MLPs, a vectorised critic ensemble, Polyak averaging."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "mish": nn.Mish, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
+
+
+def activation(name: str) -> type[nn.Module]:
+    try:
+        return ACTIVATIONS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; valid choices: {', '.join(sorted(ACTIVATIONS))}") from None
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, act: str = "relu") -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_dim, width), activation(act)()]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """``n`` independent linear layers applied in one batched matmul: input ``[n, B, in]``."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        # Same distribution as nn.Linear's default init, drawn per member.
+        bound = 1.0 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class CriticEnsemble(nn.Module):
+    """``n`` Q-networks Q(s, a) evaluated together; returns ``[n, B]``.
+
+    One batched matmul per layer instead of ``n`` separate MLPs: fewer kernel launches on GPU and
+    better use of the cores on CPU (the twin-Q critic is the hot path of every algorithm here).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], n: int = 2, act: str = "relu") -> None:
+        super().__init__()
+        self.n = n
+        dims = [obs_dim + act_dim, *hidden]
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            layers += [EnsembleLinear(n, d_in, d_out), activation(act)()]
+        layers.append(EnsembleLinear(n, dims[-1], 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, actions], dim=-1)
+        x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
+        return self.net(x).squeeze(-1)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) * target + tau * source, as one fused foreach op over all parameters."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy with gradients disabled (target networks, EMA policies)."""
+    import copy
+
+    clone = copy.deepcopy(module)
+    for param in clone.parameters():
+        param.requires_grad_(False)
+    return clone
+
+
+@contextlib.contextmanager
+def no_param_grads(module: nn.Module) -> Iterator[nn.Module]:
+    """Backpropagate through ``module`` to its inputs only (the actor loss through the critic): skips the
+    weight-gradient matmuls, about a third of the critic's backward cost, and leaves its .grad untouched."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for param in params:
+        param.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for param in params:
+            param.requires_grad_(True)
+
+
+def adam(params: Iterable[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel (one op for all parameters; measured ~7 % faster updates on CPU)."""
+    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))

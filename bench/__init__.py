@@ -1,0 +1,1 @@
+"""The benchmark harness: sweeps, runs, records, reports. Imports algorithms/, never the reverse."""

@@ -1,0 +1,173 @@
+"""From what the user asked for (algorithms x environments x seeds, protocol, overrides) to a list of JobSpecs.
+
+Everything is resolved and validated here, before any directory is created, so a typo fails the whole
+command up front and writes nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from algorithms import base as algo_base
+from algorithms import config as cfg
+from bench import records
+from bench.envs import resolve_env_id
+from bench.protocols import DEFAULT_PROTOCOL, Protocol, load_protocol
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One run (algorithm x env x seed). Plain data: it crosses process and cluster boundaries."""
+
+    algo: str
+    env_id: str
+    seed: int
+    suite: str
+    protocol: dict[str, Any]
+    agent_config: dict[str, Any]
+    run_dir: str
+    protocol_name: str = DEFAULT_PROTOCOL
+    device: str = "cpu"
+    torch_threads: int = 1
+    argv: tuple[str, ...] = field(default_factory=tuple)
+    plugins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        return f"{self.algo}/{self.env_id}/seed={self.seed}"
+
+    def resolved_config(self) -> dict[str, Any]:
+        """What config.yaml holds: identity, protocol, the algorithm's full config, execution settings."""
+        return {
+            "suite": self.suite, "algo": self.algo, "env_id": self.env_id, "seed": self.seed,
+            "protocol_name": self.protocol_name, "protocol": dict(self.protocol), "agent": dict(self.agent_config),
+            "execution": {"device": self.device, "torch_threads": self.torch_threads},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_seeds(text: str | int) -> list[int]:
+    """``10`` -> 0..9; ``3,5,7`` -> those; ``0-4`` -> 0..4 inclusive; parts can be mixed (``0-2,7``)."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+", text):
+        count = int(text)
+        if count < 1:
+            raise cfg.ConfigError(f"--seeds {text!r}: need at least one seed")
+        return list(range(count))
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)-(\d+)", part)
+        if match and int(match[1]) <= int(match[2]):
+            seeds.extend(range(int(match[1]), int(match[2]) + 1))
+        elif re.fullmatch(r"\d+", part):
+            seeds.append(int(part))
+        else:
+            raise cfg.ConfigError(
+                f"--seeds {text!r}: cannot read {part!r}; use a count (10 -> seeds 0..9), a list (3,5,7) "
+                "or an inclusive range (0-4)"
+            )
+    if len(set(seeds)) != len(seeds):
+        raise cfg.ConfigError(f"--seeds {text!r} lists a seed twice")
+    return seeds
+
+
+def split_names(text: str | Sequence[str]) -> list[str]:
+    items = text.split(",") if isinstance(text, str) else [part for item in text for part in item.split(",")]
+    names = [item.strip() for item in items if item.strip()]
+    if not names:
+        raise cfg.ConfigError("empty list of names")
+    return names
+
+
+@dataclass
+class RoutedOverrides:
+    """``-o`` overrides sorted by target: ``protocol.key``, ``<algo>.key`` or a bare key for every algorithm."""
+
+    protocol: dict[str, str] = field(default_factory=dict)
+    per_algo: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def route_overrides(overrides: Sequence[str], algos: Sequence[str]) -> RoutedOverrides:
+    routed = RoutedOverrides(per_algo={algo: {} for algo in algos})
+    for text in overrides:
+        key, value = cfg.parse_override(text)
+        prefix, dot, rest = key.partition(".")
+        if dot and prefix == "protocol":
+            routed.protocol[rest] = value
+        elif dot and prefix in routed.per_algo:
+            _check_key(prefix, rest)
+            routed.per_algo[prefix][rest] = value
+        elif dot:
+            raise cfg.ConfigError(
+                f"override {key!r}: prefix {prefix!r} is neither 'protocol' nor one of the selected "
+                f"algorithms ({', '.join(algos)})"
+            )
+        else:
+            for algo in algos:
+                _check_key(algo, key)
+                routed.per_algo[algo][key] = value
+    return routed
+
+
+def _check_key(algo: str, key: str) -> None:
+    keys = algo_base.config_keys(algo)
+    if key not in keys:
+        raise cfg.ConfigError(
+            f"unknown key {key!r} for algorithm {algo!r}; valid keys: {', '.join(sorted(keys))} "
+            "(protocol keys take the prefix 'protocol.', e.g. -o protocol.eval_episodes=10)"
+        )
+
+
+def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, suite: str,
+           protocol: str = DEFAULT_PROTOCOL, protocol_overrides: Mapping[str, Any] | None = None,
+           overrides: Sequence[str] = (), results_root: Path | str | None = None, device: str = "cpu",
+           torch_threads: int = 1, argv: Sequence[str] = (), plugins: Sequence[str] = ()) -> list[JobSpec]:
+    """Cartesian product algos x envs x seeds, every config resolved and validated."""
+    _check_suite_name(suite)
+    load_plugins(plugins)
+    algo_names = _unique("algorithm", [algo_base.get_algorithm(name).name for name in algos])
+    routed = route_overrides(overrides, algo_names)
+    resolved_protocol: Protocol = load_protocol(protocol, {**(protocol_overrides or {}), **routed.protocol})
+    env_ids = _unique("environment", [resolve_env_id(env, resolved_protocol.env_version) for env in envs])
+    root = Path(results_root) if results_root is not None else records.default_results_root()
+    protocol_dict = cfg.to_dict(resolved_protocol)
+    jobs = []
+    for algo in algo_names:
+        for env_id in env_ids:
+            agent_config = cfg.to_dict(algo_base.resolve_config(algo, env_id, routed.per_algo[algo]))
+            for seed in seeds:
+                jobs.append(JobSpec(
+                    algo=algo, env_id=env_id, seed=int(seed), suite=suite, protocol=protocol_dict,
+                    agent_config=agent_config, run_dir=str(records.run_dir(root, suite, algo, env_id, seed)),
+                    protocol_name=protocol, device=device, torch_threads=torch_threads, argv=tuple(argv),
+                    plugins=tuple(plugins),
+                ))
+    return jobs
+
+
+def _check_suite_name(suite: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", suite):
+        raise cfg.ConfigError(f"suite name {suite!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
+
+
+def _unique(kind: str, names: list[str]) -> list[str]:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise cfg.ConfigError(f"{kind} {', '.join(repeated)} is listed twice")
+    return names
+
+
+def load_plugins(modules: Sequence[str]) -> None:
+    """Import user modules that register extra algorithms (``bench run --plugin my_pkg.my_agent``)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise cfg.ConfigError(f"cannot import plugin module {module!r}: {error}") from None
