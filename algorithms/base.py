@@ -47,7 +47,7 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         cfg.check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        cfg.check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
+        cfg.check(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
 
 
 class Agent(abc.ABC):

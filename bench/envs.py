@@ -46,11 +46,24 @@ def _make_single(env_id: str) -> gym.Env:
     env = gym.make(env_id)
     if not isinstance(env.action_space, gym.spaces.Box):
         raise ConfigError(f"{env_id} has a {type(env.action_space).__name__} action space; only Box is supported")
-    # The agent always acts in [-1, 1]^d; Humanoid's true range is +-0.4, Pendulum's +-2.
-    shape = env.action_space.shape
-    unit = np.ones(shape, dtype=np.float32)
-    env = gym.wrappers.RescaleAction(env, -unit, unit)
-    return gym.wrappers.ClipAction(env)
+    return UnitActions(env)
+
+
+class UnitActions(gym.ActionWrapper):
+    """The agent acts in [-1, 1]^d; actions are clipped there and mapped affinely onto the env's bounds
+    (Humanoid's true range is +-0.4, Pendulum's +-2)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        low, high = env.action_space.low, env.action_space.high
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise ConfigError(f"{env.spec.id if env.spec else env}: action bounds must be finite to rescale")
+        self._low, self._scale = low.astype(np.float64), (high - low).astype(np.float64) / 2.0
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=low.shape, dtype=np.float32)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        unit = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return (self._low + (unit + 1.0) * self._scale).astype(self.env.action_space.dtype)
 
 
 def make_vector_env(env_id: str, n_envs: int) -> gym.vector.VectorEnv:

@@ -220,7 +220,7 @@ class Trainer:
 
     def train_step(self) -> None:
         p = self.protocol
-        if self.step < p.warmup_steps:
+        if self.step <= p.warmup_steps:  # updates begin once warm-up transitions are all in the buffer
             return
         if self.warmup_done_at is None:
             self.warmup_done_at = (self.step, self.clock.elapsed(), self.clock.parts["eval"])

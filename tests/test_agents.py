@@ -1,0 +1,131 @@
+"""Interface conformance of every registered algorithm, plus SAC's own math."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import algorithms
+from algorithms import Batch, make_agent
+from algorithms.sac import SAC, SACConfig
+
+OBS_DIM, ACT_DIM, BATCH = 5, 3, 16
+
+
+def small_config(name: str):
+    # Small networks keep the suite fast; the interface does not depend on sizes.
+    return algorithms.resolve_config(name, None, {"hidden": "32,32", "batch_size": BATCH})
+
+
+def random_batch(seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        obs=torch.randn(BATCH, OBS_DIM, generator=g),
+        actions=torch.rand(BATCH, ACT_DIM, generator=g) * 2 - 1,
+        rewards=torch.randn(BATCH, generator=g),
+        next_obs=torch.randn(BATCH, OBS_DIM, generator=g),
+        terminated=(torch.rand(BATCH, generator=g) < 0.1).float(),
+    )
+
+
+@pytest.fixture(params=algorithms.available_algorithms())
+def agent(request):
+    return make_agent(request.param, OBS_DIM, ACT_DIM, small_config(request.param), seed=3)
+
+
+def test_act_shapes_and_range(agent):
+    obs = np.random.default_rng(0).normal(size=(7, OBS_DIM)).astype(np.float32) * 10
+    for deterministic in (False, True):
+        actions = agent.act(obs, deterministic=deterministic)
+        assert isinstance(actions, np.ndarray) and actions.shape == (7, ACT_DIM)
+        assert np.all(np.abs(actions) <= 1.0)
+    assert agent.act(obs[0], deterministic=True).shape == (1, ACT_DIM)
+
+
+def test_stochastic_acting_explores_and_deterministic_does_not(agent):
+    obs = np.zeros((4, OBS_DIM), dtype=np.float32)
+    assert not np.allclose(agent.act(obs), agent.act(obs))
+    np.testing.assert_array_equal(agent.act(obs, True), agent.act(obs, True))
+
+
+def test_update_returns_declared_finite_scalars_and_changes_parameters(agent):
+    obs = np.ones((2, OBS_DIM), dtype=np.float32)
+    acted_before = agent.act(obs, deterministic=True)
+    for step in range(3):
+        metrics = agent.update(random_batch(step))
+    assert set(metrics) == set(type(agent).metric_names)
+    for key, value in metrics.items():
+        assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad, key
+        assert math.isfinite(float(value)), key
+    assert not np.allclose(acted_before, agent.act(obs, deterministic=True)), "update did not change the policy"
+
+
+def test_state_dict_round_trip_restores_everything(agent):
+    for step in range(2):
+        agent.update(random_batch(step))
+    buffer = io.BytesIO()
+    torch.save(agent.state_dict(), buffer)
+    clone = make_agent(agent.name, OBS_DIM, ACT_DIM, agent.config, seed=99)  # different seed on purpose
+    buffer.seek(0)
+    clone.load_state_dict(torch.load(buffer, weights_only=False))
+
+    obs = np.random.default_rng(1).normal(size=(6, OBS_DIM)).astype(np.float32)
+    np.testing.assert_array_equal(agent.act(obs, True), clone.act(obs, True))
+    # The sampling generator is part of the state, so stochastic actions match too ...
+    np.testing.assert_array_equal(agent.act(obs), clone.act(obs))
+    # ... and so do the next updates (optimizer moments, temperature, counters).
+    batch = random_batch(7)
+    original, restored = agent.update(batch), clone.update(batch)
+    for key in original:
+        assert torch.equal(original[key], restored[key]), key
+    np.testing.assert_array_equal(agent.act(obs), clone.act(obs))
+
+
+def test_same_seed_same_agent_different_seed_different_agent():
+    config = small_config("sac")
+    obs = np.ones((3, OBS_DIM), dtype=np.float32)
+    a, b, c = (make_agent("sac", OBS_DIM, ACT_DIM, config, seed=s).act(obs, True) for s in (1, 1, 2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_unknown_algorithm_lists_valid_names():
+    with pytest.raises(algorithms.ConfigError, match=r"unknown algorithm 'sdacc'.*sac"):
+        make_agent("sdacc", OBS_DIM, ACT_DIM)
+
+
+def test_sac_log_prob_matches_torch_distributions():
+    """Our tanh-Gaussian log-density (with the softplus form of the Jacobian) equals the reference."""
+    agent = SAC(OBS_DIM, ACT_DIM, SACConfig(hidden=(32,)), seed=0)
+    obs = torch.randn(64, OBS_DIM)
+    generator = torch.Generator().manual_seed(5)
+    actions, log_prob = agent.actor.sample(obs, generator)
+    mean, log_std = agent.actor(obs)
+    base = torch.distributions.Normal(mean, log_std.exp())
+    dist = torch.distributions.TransformedDistribution(base, [torch.distributions.TanhTransform(cache_size=1)])
+    # Recompute the same pre-tanh sample from the same generator state.
+    generator.manual_seed(5)
+    pre_tanh = mean + log_std.exp() * torch.randn(mean.shape, generator=generator)
+    expected = base.log_prob(pre_tanh).sum(-1) - torch.log1p(-torch.tanh(pre_tanh).pow(2) + 1e-12).sum(-1)
+    torch.testing.assert_close(log_prob, expected, rtol=1e-4, atol=1e-3)
+    assert dist.support.check(actions).all()
+
+
+def test_sac_temperature_rises_when_entropy_is_below_target():
+    config = SACConfig(hidden=(32, 32), init_alpha=0.5, target_entropy_scale=-5.0)  # target +5 nats/dim: unreachable
+    agent = SAC(OBS_DIM, ACT_DIM, config, seed=0)
+    start = float(agent.log_alpha.detach())
+    for step in range(20):
+        agent.update(random_batch(step))
+    assert float(agent.log_alpha.detach()) > start
+
+
+def test_sac_critic_fits_a_fixed_batch():
+    agent = SAC(OBS_DIM, ACT_DIM, SACConfig(hidden=(64, 64), gamma=0.0, critic_lr=1e-3), seed=0)
+    batch = random_batch(0)  # gamma=0: the target is the reward itself, a fixed regression problem
+    first = float(agent.update(batch)["loss/critic"])
+    for _ in range(200):
+        last = float(agent.update(batch)["loss/critic"])
+    assert last < 0.2 * first
