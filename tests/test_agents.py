@@ -14,9 +14,15 @@ from algorithms.sac import SAC, SACConfig
 OBS_DIM, ACT_DIM, BATCH = 5, 3, 16
 
 
+# Diffusion settings for the algorithms that have them (applied only where the config has the field).
+SMALL_DIFFUSION = {"diffusion_steps": 5, "particles": 4, "reverse_samples": 8}
+
+
 def small_config(name: str):
     # Small networks keep the suite fast; the interface does not depend on sizes.
-    return algorithms.resolve_config(name, None, {"hidden": "32,32", "batch_size": BATCH})
+    keys = set(algorithms.config_keys(name))
+    small = {key: value for key, value in SMALL_DIFFUSION.items() if key in keys}
+    return algorithms.resolve_config(name, None, {"hidden": "32,32", "batch_size": BATCH, **small})
 
 
 def random_batch(seed: int = 0) -> Batch:

@@ -1,0 +1,253 @@
+"""What SDAC and DPMD share: the Reweighted-Score-Matching actor-critic of Ma et al. (ICML 2025, arXiv 2502.00361).
+
+The two algorithms differ only in which (noisy action, noise) pairs the policy regresses on and how they are
+weighted (``policy_loss``, in sdac.py and dpmd.py). Everything else, as in the released code (spec §2.2-2.6):
+
+- Policy: a DDPM noise predictor (diffusion.py); an action is the best of ``particles`` reverse-chain samples by
+  the online critics' min-Q. Data collection and evaluation use an EMA copy of the policy ("target policy"),
+  the critic target and the proposals use the online one.
+- Critic: twin Q trained by TD without an entropy term, y = r_scaled + gamma (1 - d) min_j Qbar_j(s', a'),
+  a' = online best-of-N action + exploration noise.
+- alpha: not a SAC temperature. It sets the exploration noise std (noise_scale * alpha) and the weight
+  temperature lambda = alpha / q_weight_scale. Every ``alpha_update_every`` updates one Adam step on log alpha
+  with gradient H(alpha) - Hbar, H = entropy of the added Gaussian noise, Hbar = -target_entropy_scale * |A|.
+- Policy updates every ``policy_delay`` updates with a linearly decaying learning rate; critic targets and the
+  EMA policy are Polyak-averaged every ``target_update_every`` updates. Rewards are scaled inside the update.
+
+Deliberate differences from the released code, shared by both algorithms:
+- Exploration noise is added and the result clipped to [-1, 1]: this interface promises actions in [-1, 1]
+  (the released code stores the unclipped action and lets the env clamp it). Targets and proposals are
+  clipped the same way, so the critic is trained and queried on the same action box.
+- Deterministic acting draws the sampler noise from a generator re-seeded at every call with a per-agent
+  seed (``eval_seed``), so it is a pure function of the weights and the observation batch. The released code
+  derives the key from a hash of the observation; both make evaluation repeatable, ours needs no host read.
+- Networks use PyTorch's default initialisation rather than Haiku's truncated normal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from algorithms import config as cfg
+from algorithms.base import Agent, AgentConfig, Batch
+from algorithms.diffusion import BETA_SCHEDULES, DiffusionSchedule, NoisePredictor, sample_best_of_n
+from algorithms.nets import ACTIVATIONS, CriticEnsemble, adam, frozen_copy, polyak_update
+
+
+@dataclass
+class RSMConfig(AgentConfig):
+    """Defaults: the released SDAC/DPMD code (``scripts/train_mujoco.py`` argparse, spec table §2.6)."""
+
+    # Networks: noise predictor concat(s, a_k, temb16) -> hidden -> |A| and each critic concat(s, a) -> hidden -> 1.
+    hidden: tuple[int, ...] = (256, 256, 256)
+    activation: str = "mish"
+    n_critics: int = 2
+    # Diffusion (§2.2): T steps, betas = scale * linspace(1e-4, 0.999, T), a_T ~ init_noise_scale * N(0, I).
+    diffusion_steps: int = 20
+    beta_schedule: str = "linear"
+    beta_schedule_scale: float = 0.8
+    init_noise_scale: float = 0.5
+    particles: int = 32  # best-of-N for acting, critic targets and proposals
+    # Optimisation. Policy lr decays linearly from policy_lr to policy_lr_end between these policy-update counts.
+    critic_lr: float = 3e-4
+    policy_lr: float = 3e-4
+    policy_lr_end: float = 3e-5
+    policy_lr_decay_begin: int = 25_000
+    policy_lr_decay_end: int = 75_000
+    policy_delay: int = 2
+    target_update_every: int = 2
+    tau: float = 0.005      # critic targets
+    ema_tau: float = 0.005  # EMA policy that acts and is evaluated
+    reward_scale: float = 0.2
+    # alpha (§2.5): log alpha starts at ln 5; noise std = noise_scale * alpha; lambda = alpha / q_weight_scale.
+    init_alpha: float = 5.0
+    noise_scale: float = 0.1
+    alpha_lr: float = 7e-3
+    alpha_update_every: int = 250
+    target_entropy_scale: float = 0.9
+    q_weight_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("critic_lr", "policy_lr", "policy_lr_end", "alpha_lr", "init_alpha", "reward_scale",
+                    "beta_schedule_scale", "init_noise_scale", "q_weight_scale"):
+            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
+        for key in ("diffusion_steps", "particles", "n_critics", "policy_delay", "target_update_every",
+                    "alpha_update_every"):
+            cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
+        cfg.check(self.noise_scale > 0, f"noise_scale must be > 0 (alpha is tuned on its entropy), got {self.noise_scale}")
+        cfg.check(0 < self.tau <= 1 and 0 < self.ema_tau <= 1, "tau and ema_tau must be in (0, 1]")
+        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
+        cfg.check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        cfg.check(self.beta_schedule in BETA_SCHEDULES,
+                  f"beta_schedule must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
+        cfg.check(0 <= self.policy_lr_decay_begin <= self.policy_lr_decay_end,
+                  "need 0 <= policy_lr_decay_begin <= policy_lr_decay_end")
+
+
+class Draw(NamedTuple):
+    """Actions of the online policy for a batch of states."""
+
+    action: torch.Tensor      # [B, |A|] best particle + exploration noise, clipped
+    particles: torch.Tensor   # [B, N, |A|] raw reverse-chain samples
+    q: torch.Tensor           # [B, N] min-Q of the online critics per particle
+
+    def split(self, size: int) -> tuple[Draw, Draw]:
+        return Draw(*(t[:size] for t in self)), Draw(*(t[size:] for t in self))
+
+
+# Math shared by both losses -------------------------------------------------------------------------
+def rsm_weights(q: torch.Tensor, alpha: torch.Tensor, q_weight_scale: float) -> torch.Tensor:
+    """Self-normalised exp(Q / lambda) over the last dim (the samples of one state), lambda = alpha / scale."""
+    return torch.softmax(q * (q_weight_scale / alpha), dim=-1)
+
+
+def effective_sample_fraction(weights: torch.Tensor) -> torch.Tensor:
+    """Kish effective sample size 1 / sum w^2 as a fraction of the group size, averaged over states:
+    1 = uniform weights (no reweighting), 1/G = one sample takes all the weight."""
+    return (weights.pow(2).sum(-1).reciprocal() / weights.shape[-1]).mean()
+
+
+def noise_entropy(log_alpha: torch.Tensor, noise_scale: float, act_dim: int) -> torch.Tensor:
+    """Entropy of N(0, (noise_scale * alpha)^2 I) in |A| dims: the released code's entropy proxy (§2.5)."""
+    return act_dim * (0.5 * math.log(2 * math.pi * math.e) + math.log(noise_scale) + log_alpha)
+
+
+def linear_decay(step: int, start: float, end: float, begin: int, finish: int) -> float:
+    """``start`` until ``begin``, linear to ``end`` at ``finish``, then ``end``."""
+    if step <= begin:
+        return start
+    if step >= finish:
+        return end
+    return start + (end - start) * (step - begin) / (finish - begin)
+
+
+class RSMAgent(Agent):
+    """Base of SDAC and DPMD; subclasses define ``policy_loss`` (and ``proposal_obs`` if they need one)."""
+
+    Config = RSMConfig
+    metric_names = ("loss/critic", "loss/actor", "loss/alpha", "alpha", "q_mean", "weights/ess")
+    state_attributes = ("policy", "policy_ema", "critic", "critic_target", "log_alpha",
+                        "policy_optimizer", "critic_optimizer", "alpha_optimizer",
+                        "num_updates", "num_policy_updates", "eval_seed", "held_metrics")
+
+    def __init__(self, obs_dim: int, act_dim: int, config: RSMConfig | None = None,
+                 device: str | torch.device = "cpu", seed: int = 0) -> None:
+        super().__init__(obs_dim, act_dim, config, device, seed)
+        c = self.config
+        with self.seeded_init():
+            self.policy = NoisePredictor(obs_dim, act_dim, c.diffusion_steps, c.hidden, c.activation).to(self.device)
+            self.critic = CriticEnsemble(obs_dim, act_dim, c.hidden, c.n_critics, c.activation).to(self.device)
+        self.policy_ema = frozen_copy(self.policy)
+        self.critic_target = frozen_copy(self.critic)
+        self.schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(self.device)
+        self.log_alpha = torch.tensor(math.log(c.init_alpha), device=self.device, requires_grad=True)
+        self.target_entropy = -c.target_entropy_scale * act_dim
+        self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
+        self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
+        self.num_updates = 0
+        self.num_policy_updates = 0
+        self.eval_seed = int(np.random.SeedSequence(self.seed).spawn(3)[2].generate_state(1)[0])
+        zero = torch.zeros((), device=self.device)
+        # Metrics of the delayed steps, reported again until their next run (and saved, for exact resume).
+        # Replaced, never mutated, so a dict handed out by state_dict() stays as it was.
+        self.held_metrics = {"loss/actor": zero, "weights/ess": zero, "loss/alpha": zero}
+
+    # Hooks of the two algorithms -------------------------------------------------------------------
+    def proposal_obs(self, batch: Batch) -> torch.Tensor | None:
+        """States at which ``policy_loss`` needs fresh best-of-N actions besides s' (drawn in the same pass)."""
+        return None
+
+    def policy_loss(self, batch: Batch, next_draw: Draw, proposal: Draw | None,
+                    alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to minimise, effective sample fraction of its weights)."""
+        raise NotImplementedError
+
+    # Acting -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
+        obs_tensor = self.as_obs_tensor(obs)
+        if deterministic:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(self.eval_seed)
+            action = self._best_of_n(self.policy_ema, obs_tensor, generator).best
+        else:
+            action = self._explore(self._best_of_n(self.policy_ema, obs_tensor, self.generator).best,
+                                   self.log_alpha.detach().exp())
+        return action.cpu().numpy()
+
+    def _best_of_n(self, policy: NoisePredictor, obs: torch.Tensor, generator: torch.Generator):
+        c = self.config
+        return sample_best_of_n(policy, self.schedule, self.critic, obs, c.particles, generator, c.init_noise_scale)
+
+    def _explore(self, action: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(action.shape, generator=self.generator, device=action.device, dtype=action.dtype)
+        return (action + (self.config.noise_scale * alpha) * noise).clamp_(-1.0, 1.0)
+
+    @torch.no_grad()
+    def _draw(self, obs: torch.Tensor, alpha: torch.Tensor) -> Draw:
+        candidates = self._best_of_n(self.policy, obs, self.generator)
+        return Draw(self._explore(candidates.best, alpha), candidates.particles, candidates.q)
+
+    # Learning -----------------------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        c = self.config
+        self.num_updates += 1
+        alpha = self.log_alpha.detach().exp()
+        policy_due = self.num_updates % c.policy_delay == 0
+        # Target actions at s' and (SDAC) proposals at s come from one reverse-chain pass of the online policy.
+        proposal_obs = self.proposal_obs(batch) if policy_due else None
+        if proposal_obs is None:
+            next_draw, proposal = self._draw(batch.next_obs, alpha), None
+        else:
+            next_draw, proposal = self._draw(torch.cat([batch.next_obs, proposal_obs]), alpha).split(len(batch.next_obs))
+        if policy_due:  # before the critic step: the weights use this step's pre-update critics (§2.3)
+            self.held_metrics = {**self.held_metrics, **self._update_policy(batch, next_draw, proposal, alpha)}
+        critic_loss, q_mean = self._update_critic(batch, next_draw.action)
+        if self.num_updates % c.target_update_every == 0:
+            polyak_update(self.critic_target, self.critic, c.tau)
+            polyak_update(self.policy_ema, self.policy, c.ema_tau)
+        if self.num_updates % c.alpha_update_every == 0:
+            self.held_metrics = {**self.held_metrics, "loss/alpha": self._update_alpha()}
+        return {"loss/critic": critic_loss, "alpha": alpha, "q_mean": q_mean, **self.held_metrics}
+
+    def _update_critic(self, batch: Batch, next_actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        with torch.no_grad():
+            next_q = self.critic_target(batch.next_obs, next_actions).min(0).values
+            target = c.reward_scale * batch.rewards + c.gamma * (1.0 - batch.terminated) * next_q
+        q = self.critic(batch.obs, batch.actions)
+        loss = (q - target).pow(2).mean(-1).sum()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optimizer.step()
+        return loss.detach(), q.detach().mean()
+
+    def _update_policy(self, batch: Batch, next_draw: Draw, proposal: Draw | None,
+                       alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.config
+        lr = linear_decay(self.num_policy_updates, c.policy_lr, c.policy_lr_end,
+                          c.policy_lr_decay_begin, c.policy_lr_decay_end)
+        for group in self.policy_optimizer.param_groups:
+            group["lr"] = lr
+        loss, ess = self.policy_loss(batch, next_draw, proposal, alpha)
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.policy_optimizer.step()
+        self.num_policy_updates += 1
+        return {"loss/actor": loss.detach(), "weights/ess": ess.detach()}
+
+    def _update_alpha(self) -> torch.Tensor:
+        # d loss / d log alpha = H(alpha) - Hbar: alpha shrinks while the noise is more random than the target.
+        entropy = noise_entropy(self.log_alpha.detach(), self.config.noise_scale, self.act_dim)
+        loss = self.log_alpha * (entropy - self.target_entropy)
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.alpha_optimizer.step()
+        return loss.detach()

@@ -1,0 +1,99 @@
+"""Wall time per gradient update and per act() call of SDAC, DPMD and SAC, on random batches (no env needed).
+
+    python benchmarks/update_speed.py                                  # paper settings, ~10 minutes
+    python benchmarks/update_speed.py --config algorithms/configs/cpu-smoke.yaml --algos sdac,dpmd
+
+Settings are each algorithm's defaults for the env (paper settings: batch 256; SDAC/DPMD 20 diffusion steps,
+best-of-32, K = 64), or those plus the per-algorithm blocks of a ``--config`` file (the shape of
+``algorithms/configs/cpu-smoke.yaml``). Env dims: Hopper-v5 (obs 11, act 3) and Humanoid-v5 (obs 348, act 17).
+Acting is timed for 5 envs (stochastic, as in data collection under the SDAC protocol) and for 20 (deterministic,
+one evaluation round of 20 episodes). SDAC/DPMD update the policy every 2nd update, so an even number of updates
+is timed after an even number of warm-up updates: the figure is the mean over policy and critic-only updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import algorithms
+from algorithms import Batch, make_agent
+from algorithms.config import read_yaml
+
+ENV_DIMS = {"Hopper-v5": (11, 3), "Humanoid-v5": (348, 17)}
+
+
+def random_batch(obs_dim: int, act_dim: int, size: int, generator: torch.Generator) -> Batch:
+    return Batch(
+        obs=torch.randn(size, obs_dim, generator=generator),
+        actions=torch.rand(size, act_dim, generator=generator) * 2 - 1,
+        rewards=torch.randn(size, generator=generator),
+        next_obs=torch.randn(size, obs_dim, generator=generator),
+        terminated=(torch.rand(size, generator=generator) < 0.01).float(),
+    )
+
+
+def time_calls(call, min_calls: int, min_seconds: float, multiple_of: int = 1) -> float:
+    """Mean seconds per call over at least ``min_calls`` calls and ``min_seconds`` (count a multiple of ``multiple_of``)."""
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or calls % multiple_of or time.perf_counter() - start < min_seconds:
+        call()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def measure(name: str, env_id: str, overrides: dict, args: argparse.Namespace) -> dict[str, float]:
+    obs_dim, act_dim = ENV_DIMS[env_id]
+    agent = make_agent(name, obs_dim, act_dim, overrides, seed=0, env_id=env_id)
+    generator = torch.Generator().manual_seed(0)
+    batches = [random_batch(obs_dim, act_dim, agent.config.batch_size, generator) for _ in range(4)]
+    counter = iter(range(10**9))
+
+    def update() -> None:
+        metrics = agent.update(batches[next(counter) % len(batches)])
+        float(metrics["loss/critic"])  # a real loop reads metrics now and then; keeps the timing honest on GPU
+
+    for _ in range(args.warmup):
+        update()
+    seconds_per_update = time_calls(update, args.min_updates, args.min_seconds, multiple_of=2)
+    rng = np.random.default_rng(0)
+    obs_train = rng.normal(size=(5, obs_dim)).astype(np.float32)
+    obs_eval = rng.normal(size=(20, obs_dim)).astype(np.float32)
+    act_train = time_calls(lambda: agent.act(obs_train), 5, args.min_seconds / 4)
+    act_eval = time_calls(lambda: agent.act(obs_eval, deterministic=True), 5, args.min_seconds / 4)
+    return {"updates_per_s": 1.0 / seconds_per_update, "ms_update": 1e3 * seconds_per_update,
+            "ms_act5": 1e3 * act_train, "ms_act20": 1e3 * act_eval}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", default="sdac,dpmd,sac")
+    parser.add_argument("--envs", default=",".join(ENV_DIMS))
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--config", type=Path, help="YAML with a block of field: value per algorithm")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--min-updates", type=int, default=6)
+    parser.add_argument("--min-seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    blocks = read_yaml(args.config) if args.config else {}
+    setting = f"`{args.config}`" if args.config else "paper settings (algorithm defaults)"
+    print(f"Settings: {setting}; torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}\n")
+    print("| algo | env | threads | updates/s | ms/update | ms/act (5 envs) | ms/act (20, eval) |")
+    print("|---|---|---|---|---|---|---|")
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)
+        for env_id in args.envs.split(","):
+            for name in args.algos.split(","):
+                overrides = dict(blocks.get(name) or {})
+                algorithms.resolve_config(name, env_id, overrides)  # fail early on a bad key
+                r = measure(name, env_id, overrides, args)
+                print(f"| {name} | {env_id} | {threads} | {r['updates_per_s']:.2f} | {r['ms_update']:.1f} | "
+                      f"{r['ms_act5']:.2f} | {r['ms_act20']:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
