@@ -65,6 +65,10 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.baddbmm(self.bias, x, self.weight)
 
@@ -89,7 +93,39 @@ class CriticEnsemble(nn.Module):
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, actions], dim=-1)
         x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
-        return self.net(x).squeeze(-1)
+        if torch.is_grad_enabled():
+            return self.net(x).squeeze(-1)
+        return layers_into_buffers(self.net, x, activation_buffers(x, self.net)).squeeze(-1)
+
+
+# Inference without autograd through two reused activation buffers ---------------------------------
+# On CPU every fresh multi-MB activation costs page faults (glibc hands large blocks back to the OS), which
+# made best-of-N critic passes and diffusion sampling chains ~20 % slower than writing into two buffers.
+def activation_buffers(x: torch.Tensor, layers: Iterable[nn.Module]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two flat buffers, each large enough for any layer output of ``layers`` applied to ``x``."""
+    width = max((layer.out_features for layer in layers if hasattr(layer, "out_features")), default=x.shape[-1])
+    return x.new_empty(2, x[..., 0].numel() * width).unbind(0)
+
+
+def layers_into_buffers(layers: Iterable[nn.Module], x: torch.Tensor,
+                        buffers: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Apply Linear / EnsembleLinear / activation ``layers`` to ``x`` without autograd, the outputs
+    alternating between ``buffers[0]`` (first) and ``buffers[1]``; ``x`` must not live in ``buffers[0]``.
+    The result lives in a buffer: use it before the buffers are reused."""
+    target, source = buffers
+    for layer in layers:
+        width = getattr(layer, "out_features", x.shape[-1])
+        out = target[:x[..., 0].numel() * width].view(*x.shape[:-1], width)
+        if isinstance(layer, nn.Linear):
+            torch.addmm(layer.bias, x, layer.weight.t(), out=out)
+        elif isinstance(layer, EnsembleLinear):
+            torch.baddbmm(layer.bias, x, layer.weight, out=out)
+        elif isinstance(layer, Mish):
+            mish_into(x, out)
+        else:
+            out.copy_(layer(x))
+        x, target, source = out, source, target
+    return x
 
 
 @torch.no_grad()

@@ -93,9 +93,8 @@ class RSMConfig(AgentConfig):
 class Draw(NamedTuple):
     """Actions of the online policy for a batch of states."""
 
-    action: torch.Tensor      # [B, |A|] best particle + exploration noise, clipped
-    particles: torch.Tensor   # [B, N, |A|] raw reverse-chain samples
-    q: torch.Tensor           # [B, N] min-Q of the online critics per particle
+    best: torch.Tensor    # [B, |A|] the best of N reverse-chain samples by min-Q of the online critics
+    action: torch.Tensor  # [B, |A|] best + exploration noise, clipped: a sample of the acting policy
 
     def split(self, size: int) -> tuple[Draw, Draw]:
         return Draw(*(t[:size] for t in self)), Draw(*(t[size:] for t in self))
@@ -193,7 +192,7 @@ class RSMAgent(Agent):
     @torch.no_grad()
     def _draw(self, obs: torch.Tensor, alpha: torch.Tensor) -> Draw:
         candidates = self._best_of_n(self.policy, obs, self.generator)
-        return Draw(self._explore(candidates.best, alpha), candidates.particles, candidates.q)
+        return Draw(candidates.best, self._explore(candidates.best, alpha))
 
     # Learning -----------------------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:

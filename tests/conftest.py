@@ -24,3 +24,15 @@ TINY = ["--protocol", "quick", "--steps", "300", "--warmup", "100", "--eval-ever
 @pytest.fixture
 def results_dir(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensor ops on one thread: when another process keeps a core busy, multi-threaded small ops stall
+    (measured: a 4 s test took 45 s with 2 threads on this 2-core machine under load)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,16 +14,10 @@ from algorithms.diffusion import (
     reverse_sample,
     sinusoidal_embedding,
 )
-from algorithms.nets import Mish
+from algorithms.nets import CriticEnsemble, Mish
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Another process may keep a core busy: multi-threaded small ops then stall. One thread is faster here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def released_schedule(steps: int = 20) -> DiffusionSchedule:
@@ -203,6 +197,15 @@ def test_fast_mish_matches_the_native_op():
         fast = Mish()(x)
     torch.testing.assert_close(fast, F.mish(x), rtol=0, atol=3e-6)
     assert torch.equal(Mish()(x.requires_grad_()), F.mish(x))  # with autograd: the native op
+
+
+@pytest.mark.parametrize("act", ["mish", "relu"])
+def test_critic_inference_path_equals_the_autograd_path(act):
+    critic = CriticEnsemble(5, 3, (32, 16), n=2, act=act)
+    obs, actions = torch.randn(40, 5), torch.randn(40, 3)
+    with torch.no_grad():
+        fast = critic(obs, actions)
+    torch.testing.assert_close(fast, critic(obs, actions).detach(), rtol=1e-5, atol=1e-6)
 
 
 # Best-of-N --------------------------------------------------------------------------------------------

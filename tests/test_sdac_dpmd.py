@@ -16,13 +16,7 @@ OBS_DIM, ACT_DIM, BATCH = 4, 2, 16
 SMALL = {"hidden": "32,32", "batch_size": BATCH, "diffusion_steps": 5, "particles": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Another process may keep a core busy: multi-threaded small ops then stall. One thread is faster here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_agent(name: str, seed: int = 0, **overrides):
