@@ -1,6 +1,6 @@
 """Wall time per gradient update and per act() call of SDAC, DPMD and SAC, on random batches (no env needed).
 
-    python benchmarks/update_speed.py                                  # paper settings, ~10 minutes
+    python benchmarks/update_speed.py                                  # paper settings, ~6 minutes
     python benchmarks/update_speed.py --config algorithms/configs/cpu-smoke.yaml --algos sdac,dpmd
 
 Settings are each algorithm's defaults for the env (paper settings: batch 256; SDAC/DPMD 20 diffusion steps,
@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--config", type=Path, help="YAML with a block of field: value per algorithm")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--min-updates", type=int, default=6)
-    parser.add_argument("--min-seconds", type=float, default=8.0)
+    parser.add_argument("--min-updates", type=int, default=10)
+    parser.add_argument("--min-seconds", type=float, default=15.0)
     args = parser.parse_args()
     blocks = read_yaml(args.config) if args.config else {}
     setting = f"`{args.config}`" if args.config else "paper settings (algorithm defaults)"

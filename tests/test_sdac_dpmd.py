@@ -9,6 +9,8 @@ import torch
 
 import algorithms
 from algorithms import Batch, make_agent
+from algorithms.base import CONFIG_DIR
+from algorithms.config import read_yaml
 from algorithms.diffusion import DiffusionSchedule
 from algorithms.rsm import effective_sample_fraction, linear_decay, noise_entropy, rsm_weights
 
@@ -176,3 +178,11 @@ def test_same_seed_gives_identical_actions_and_updates(name):
             assert torch.equal(metrics_a[key], metrics_b[key]), key
     np.testing.assert_array_equal(a.act(obs, deterministic=True), b.act(obs, deterministic=True))
     assert not np.array_equal(a.act(obs, deterministic=True), c.act(obs, deterministic=True))
+
+
+def test_cpu_smoke_config_blocks_are_valid_and_cheaper():
+    blocks = read_yaml(CONFIG_DIR / "cpu-smoke.yaml")
+    assert set(blocks) == {"sdac", "dpmd"}
+    for name, values in blocks.items():
+        cheap, paper = algorithms.resolve_config(name, None, values), algorithms.resolve_config(name, None)
+        assert cheap.particles * cheap.diffusion_steps < paper.particles * paper.diffusion_steps
