@@ -105,6 +105,9 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
         console.print(_dry_run_table(jobs))
         return 0
     if args.overwrite:
+        running = [job.name for job in jobs if records.is_running(Path(job.run_dir))]
+        if running:
+            raise ConfigError(f"--overwrite: {', '.join(running)} running in another process; stop it first")
         for job in jobs:
             records.clear_run(Path(job.run_dir))
     else:

@@ -142,7 +142,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 RECORD_FILES = ("config.yaml", "manifest.json", "eval.csv", "train.csv", "summary.json", ERROR_FILE, DONE_FILE,
-                "attempts.json", "run.log", "RUNNING", "checkpoint.json")
+                "attempts.json", "run.log", "checkpoint.json")  # not RUNNING: that is the live owner's
 RECORD_DIRS = ("ckpt", "replay")
 
 
@@ -223,8 +223,23 @@ def attempts_wall_time(attempts: list[dict[str, Any]]) -> float:
     return sum(max(0.0, a["last_alive"] - a["started"]) for a in attempts)
 
 
-def claim(directory: Path) -> None:
-    (Path(directory) / "RUNNING").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+def claim(directory: Path) -> bool:
+    """Take the run for this process (O_EXCL, so two launchers cannot both take it); a lock left by a dead
+    process is taken over. False if a live process holds it."""
+    lock = Path(directory) / "RUNNING"
+    owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if is_running(directory):
+                return False
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(owner)
+        return True
+    return False
 
 
 def release(directory: Path) -> None:

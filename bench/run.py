@@ -57,14 +57,16 @@ def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Call
         summary = records.read_json(directory / "summary.json")
         report({"event": "skipped", "summary": summary})
         return {**summary, "status": "skipped"}
-    if (stop_requested and stop_requested()) or records.is_running(directory):
-        status = "interrupted" if stop_requested and stop_requested() else "busy"
-        summary = {**_identity(job), "status": status}
-        report({"event": "end", "summary": summary})
-        return summary
+    if stop_requested and stop_requested():
+        return _not_run(job, "interrupted", report)
     directory.mkdir(parents=True, exist_ok=True)
-    resume_state = prepare_attempt(job, directory, report)
-    records.claim(directory)
+    if not records.claim(directory):
+        return _not_run(job, "busy", report)
+    try:
+        resume_state = prepare_attempt(job, directory, report)
+    except BaseException:
+        records.release(directory)
+        raise
     signals = _StopSignals()
     try:
         with signals:
@@ -78,6 +80,12 @@ def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Call
             raise
     finally:
         records.release(directory)
+    report({"event": "end", "summary": summary})
+    return summary
+
+
+def _not_run(job: JobSpec, status: str, report: Reporter) -> dict[str, Any]:
+    summary = {**_identity(job), "status": status}
     report({"event": "end", "summary": summary})
     return summary
 

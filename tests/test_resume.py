@@ -216,3 +216,18 @@ def test_status_reports_each_state(tmp_path):
     grid = bench_cli("status", "--algos", "sac", "--envs", "Hopper", "--seeds", "3", "--suite", "x",
                      "--results-dir", str(tmp_path), results_dir=tmp_path)
     assert grid.stdout.count("not started") == 2  # seed=2 row and the totals header
+
+
+def test_a_run_held_by_a_live_process_is_left_alone_and_a_stale_lock_is_taken_over(tmp_path):
+    job = expand(["sac"], ["Pendulum"], [0], suite="lock", protocol="quick", results_root=tmp_path,
+                 protocol_overrides={"total_steps": 200, "warmup_steps": 100, "eval_every": 100,
+                                     "eval_episodes": 1, "log_every": 100}, overrides=["hidden=16"])[0]
+    directory = Path(job.run_dir)
+    directory.mkdir(parents=True)
+    (directory / "RUNNING").write_text(json.dumps({"host": os.uname().nodename, "pid": os.getpid()}))
+    assert run_one(job)["status"] == "busy"
+    assert records.run_status(directory).state == "running" and not (directory / "config.yaml").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (directory / "RUNNING").write_text(json.dumps({"host": os.uname().nodename, "pid": int(dead.stdout)}))
+    assert run_one(job)["status"] == "done"
+    assert not (directory / "RUNNING").exists()
