@@ -2,25 +2,68 @@
 
 ``local``: a process pool. Each run gets a fresh spawned process (``max_tasks_per_child=1``) so its peak
 RSS, torch thread setting and CUDA context are its own, and a crash in one run cannot poison another.
+
+Stopping: SIGTERM / SIGUSR2 / SIGINT to the launching process (or to its whole process group, as SLURM and
+Ctrl-C do) stops new runs from starting and makes every active run checkpoint and return "interrupted".
+A second SIGINT kills the workers at once (their last periodic checkpoint still holds).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_module
+import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench import records
-from bench.run import run_one
+from bench.run import STOP_SIGNALS, run_one
 from bench.sweep import JobSpec
 
 EventHandler = Callable[[dict[str, Any]], None]
 
 
-def _pool_entry(job: JobSpec, events: Any) -> dict[str, Any]:
-    return run_one(job, reporter=events.put)
+def _ignore_stop_signals() -> None:
+    # Workers and the manager react to stop signals only through run_one's own handlers (or not at all).
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _pool_entry(job: JobSpec, events: Any, stop: Any) -> dict[str, Any]:
+    return run_one(job, reporter=events.put, stop_requested=stop.is_set)
+
+
+class _StopForwarder:
+    """In the launching process: on a stop signal, set the shared stop flag and pass the signal on."""
+
+    def __init__(self, pool: ProcessPoolExecutor, stop: Any, on_event: EventHandler) -> None:
+        self.pool, self.stop, self.on_event = pool, stop, on_event
+        self.count = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopForwarder":
+        for sig in STOP_SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        self.stop.set()
+        force = self.count > 1 and signum == signal.SIGINT
+        for pid in list(getattr(self.pool, "_processes", {}) or {}):
+            try:
+                os.kill(pid, signal.SIGKILL if force else signum)
+            except ProcessLookupError:
+                pass
+        self.on_event({"event": "notice", "job": "all runs",
+                       "message": f"{signal.Signals(signum).name}: "
+                                  + ("killing workers" if force else "checkpointing active runs, starting no new ones")})
 
 
 def run_local(jobs: Sequence[JobSpec], workers: int, on_event: EventHandler) -> list[dict[str, Any]]:
@@ -28,16 +71,28 @@ def run_local(jobs: Sequence[JobSpec], workers: int, on_event: EventHandler) -> 
     if not jobs:
         return []
     context = mp.get_context("spawn")
-    with context.Manager() as manager:
-        events = manager.Queue()
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=1) as pool:
-            futures: dict[Future, JobSpec] = {pool.submit(_pool_entry, job, events): job for job in jobs}
+    manager = _start_manager(context)
+    try:
+        events, stop = manager.Queue(), manager.Event()
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=1,
+                                 initializer=_ignore_stop_signals) as pool, _StopForwarder(pool, stop, on_event):
+            futures: dict[Future, JobSpec] = {pool.submit(_pool_entry, job, events, stop): job for job in jobs}
             pending = set(futures)
             while pending:
                 _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 _drain(events, on_event)
             _drain(events, on_event)
-        return [_result(future, job, on_event) for future, job in futures.items()]
+        return [_result(future, job, on_event, stop.is_set()) for future, job in futures.items()]
+    finally:
+        manager.shutdown()
+
+
+def _start_manager(context: Any) -> Any:
+    from multiprocessing.managers import SyncManager
+
+    manager = SyncManager(ctx=context)
+    manager.start(_ignore_stop_signals)  # else Ctrl-C to the process group would kill the event queue
+    return manager
 
 
 def _drain(events: Any, on_event: EventHandler) -> None:
@@ -48,17 +103,19 @@ def _drain(events: Any, on_event: EventHandler) -> None:
             return
 
 
-def _result(future: Future, job: JobSpec, on_event: EventHandler) -> dict[str, Any]:
+def _result(future: Future, job: JobSpec, on_event: EventHandler, stopping: bool) -> dict[str, Any]:
+    identity = {"suite": job.suite, "algo": job.algo, "env_id": job.env_id, "seed": job.seed}
     error = future.exception()
     if error is None:
         return future.result()
-    # The worker process died (killed, out of memory, segfault) before run_one could record anything.
-    directory = Path(job.run_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    message = f"worker process died: {type(error).__name__}: {error}"
-    if not (directory / records.ERROR_FILE).exists():
-        (directory / records.ERROR_FILE).write_text(message + "\n")
-    summary = {"suite": job.suite, "algo": job.algo, "env_id": job.env_id, "seed": job.seed,
-               "status": "failed", "error": message}
+    if stopping:  # killed on purpose (second Ctrl-C): its checkpoints hold, nothing failed
+        summary = {**identity, "status": "interrupted", "detail": "worker killed while stopping"}
+    else:
+        # The worker process died (out of memory, segfault, killed) before run_one could record anything.
+        message = f"worker process died: {type(error).__name__}: {error}"
+        directory = Path(job.run_dir)
+        if directory.exists() and not (directory / records.ERROR_FILE).exists():
+            (directory / records.ERROR_FILE).write_text(message + "\n")
+        summary = {**identity, "status": "failed", "error": message}
     on_event({"event": "end", "job": job.name, "summary": summary})
     return summary

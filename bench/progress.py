@@ -42,8 +42,13 @@ class SweepProgress:
     def handle(self, event: dict[str, Any]) -> None:
         kind, job = event["event"], event["job"]
         if kind == "start":
-            self.tasks[job] = self.progress.add_task(job, total=event["total"], sps="", last_eval="")
-            self._line(f"start  {job}")
+            self.tasks[job] = self.progress.add_task(job, total=event["total"], completed=event.get("step", 0),
+                                                     sps="", last_eval="")
+            self._line(f"start  {job}" + (f" (resumed at step {event['step']})" if event.get("step") else ""))
+        elif kind == "notice":
+            self.console.log(f"[yellow]note[/]   {job}: {event['message']}")
+        elif kind == "checkpoint":
+            self._line(f"ckpt   {job} step {event['step']} ({event['seconds']:.2f} s)")
         elif kind == "progress" and job in self.tasks:
             self.progress.update(self.tasks[job], completed=event["step"], sps=f"{event['sps']:.0f} sps")
         elif kind == "eval" and job in self.tasks:
@@ -56,11 +61,16 @@ class SweepProgress:
         if job in self.tasks:
             self.progress.remove_task(self.tasks.pop(job))
         self.progress.advance(self.overall)
+        status = summary.get("status")
         if skipped:
             self.console.log(f"skip   {job} (already DONE)")
-        elif summary.get("status") == "done":
+        elif status == "done":
             self.console.log(f"[green]done[/]   {job}: final return {summary['final_eval_return']:.1f} "
                              f"in {summary['wall_time_s']:.0f} s")
+        elif status == "interrupted":
+            self.console.log(f"[yellow]stop[/]   {job}: {summary.get('detail', 'not started')}")
+        elif status == "busy":
+            self.console.log(f"[yellow]busy[/]   {job}: running in another process; left alone")
         else:
             self.console.log(f"[red]FAILED[/] {job}: {summary.get('error', '')}")
 
@@ -76,7 +86,7 @@ def summary_table(results: Sequence[dict[str, Any]]) -> Table:
     for summary in results:
         run = f"{summary['algo']}/{summary['env_id']}/seed={summary['seed']}"
         status = summary.get("status", "?")
-        style = {"done": "green", "skipped": "cyan", "failed": "red"}.get(status, "")
+        style = {"done": "green", "skipped": "cyan", "failed": "red", "interrupted": "yellow"}.get(status, "")
         table.add_row(run, f"[{style}]{status}[/]" if style else status, _num(summary.get("total_steps"), "d"),
                       _num(summary.get("final_eval_return")), _num(summary.get("best_eval_return")),
                       _num(summary.get("wall_time_s"), ".0f"), _num(summary.get("time/sps"), ".0f"))

@@ -5,8 +5,12 @@
         manifest.json   versions, git commit, host, CPU/GPU, start and end times
         train.csv       append-only training log, fixed columns, one row every `log_every` env steps
         eval.csv        append-only evaluation log, fixed columns, one row per scheduled evaluation
-        summary.json    final/best eval return, wall-clock, speed, peak memory, status
+        summary.json    final/best eval return, wall-clock, speed, peak memory, resumes, status
         error.txt       traceback of a failed run
+        attempts.json   one entry per attempt (start, last sign of life, steps, outcome)
+        run.log         notices: resumes, fallbacks, dropped rows
+        RUNNING         host and pid of the process running it now
+        checkpoint.json, ckpt/, replay/   see bench.checkpoint
         DONE            written last: the run finished and every file above is complete
 
 docs/results-format.md describes the columns for users.
@@ -19,9 +23,11 @@ import json
 import math
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -101,22 +107,181 @@ def write_yaml(path: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def read_config(directory: Path) -> dict[str, Any] | None:
+    """The run's config.yaml, or None when there is none or it cannot be parsed (then the run restarts)."""
+    try:
+        data = yaml.safe_load((Path(directory) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+IDENTITY_SECTIONS = ("suite", "algo", "env_id", "seed", "protocol", "agent")  # not "execution": threads etc.
+
+
+def config_differences(on_disk: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """``key: on disk X, requested Y`` for every differing leaf of the sections that define the experiment."""
+    left = _flatten({key: on_disk.get(key) for key in IDENTITY_SECTIONS})
+    right = _flatten({key: requested.get(key) for key in IDENTITY_SECTIONS})
+    return [f"{key}: on disk {left.get(key)!r}, requested {right.get(key)!r}"
+            for key in sorted(set(left) | set(right)) if left.get(key) != right.get(key)]
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+RECORD_FILES = ("config.yaml", "manifest.json", "eval.csv", "train.csv", "summary.json", ERROR_FILE, DONE_FILE,
+                "attempts.json", "run.log", "checkpoint.json")  # not RUNNING: that is the live owner's
+RECORD_DIRS = ("ckpt", "replay")
+
+
 def clear_run(directory: Path) -> None:
-    """Remove the record files of an unfinished attempt before starting it again (only files this module
-    writes; anything else a user put there stays)."""
-    names = ("config.yaml", "manifest.json", "eval.csv", "train.csv", "summary.json", ERROR_FILE, DONE_FILE)
-    for name in names:
+    """Remove everything a previous attempt wrote, to start over (only what this harness writes; anything
+    else a user put there stays)."""
+    for name in RECORD_FILES:
         (directory / name).unlink(missing_ok=True)
+    for name in RECORD_DIRS:
+        shutil.rmtree(directory / name, ignore_errors=True)
+
+
+def remove_finished_state(directory: Path) -> None:
+    """Drop what only a resume needs (the replay data: GBs for large tasks; the previous checkpoint).
+    The final agent state stays in ckpt/last.pt."""
+    shutil.rmtree(Path(directory) / "replay", ignore_errors=True)
+    (Path(directory) / "ckpt" / "prev.pt").unlink(missing_ok=True)
+
+
+def note(directory: Path, message: str) -> None:
+    with open(Path(directory) / "run.log", "a") as handle:
+        handle.write(f"{now_iso()} {message}\n")
+
+
+def truncate_csv(path: Path, max_step: int) -> tuple[int, int]:
+    """Keep the header and the well-formed rows with ``step <= max_step`` (rewritten atomically).
+
+    Returns (rows dropped past the checkpoint, malformed rows dropped), e.g. a line half-written when the
+    process was killed.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0, 0
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return 0, 0
+    header, kept, after, malformed = rows[0], [], 0, 0
+    for row in rows[1:]:
+        step = _row_step(row, len(header))
+        if step is None:
+            malformed += 1
+        elif step > max_step:
+            after += 1
+        else:
+            kept.append(row)
+    if after or malformed:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w", newline="") as handle:
+            csv.writer(handle).writerows([header, *kept])
+        os.replace(tmp, path)
+    return after, malformed
+
+
+def _row_step(row: list[str], n_columns: int) -> int | None:
+    if len(row) != n_columns:
+        return None
+    try:
+        return int(row[0])
+    except ValueError:
+        return None
+
+
+# Attempts and liveness -----------------------------------------------------------------------------
+def read_attempts(directory: Path) -> list[dict[str, Any]]:
+    try:
+        return json.loads((Path(directory) / "attempts.json").read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def write_attempts(directory: Path, attempts: list[dict[str, Any]]) -> None:
+    write_json(Path(directory) / "attempts.json", attempts)  # type: ignore[arg-type]
+
+
+def attempts_wall_time(attempts: list[dict[str, Any]]) -> float:
+    """Seconds of all attempts, each from its start to its last sign of life (work lost to a kill included)."""
+    return sum(max(0.0, a["last_alive"] - a["started"]) for a in attempts)
+
+
+def claim(directory: Path) -> bool:
+    """Take the run for this process (O_EXCL, so two launchers cannot both take it); a lock left by a dead
+    process is taken over. False if a live process holds it."""
+    lock = Path(directory) / "RUNNING"
+    owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if is_running(directory):
+                return False
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(owner)
+        return True
+    return False
+
+
+def release(directory: Path) -> None:
+    (Path(directory) / "RUNNING").unlink(missing_ok=True)
+
+
+STALE_AFTER_S = 900  # a run on another host with no sign of life for this long is taken as dead
+
+
+def is_running(directory: Path) -> bool:
+    """True if a live process holds the run: same host and its pid exists, or another host and the run
+    showed a sign of life recently (attempts.json is touched at every log row and checkpoint)."""
+    lock = Path(directory) / "RUNNING"
+    try:
+        owner = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return False
+    if owner.get("host") == socket.gethostname():
+        return _pid_alive(int(owner.get("pid", -1)))
+    heartbeat = Path(directory) / "attempts.json"
+    return heartbeat.exists() and time.time() - heartbeat.stat().st_mtime < STALE_AFTER_S
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
 
 
 # Status -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunStatus:
-    state: str  # "done" | "failed" | "incomplete" | "not started"
+    state: str  # "done" | "running" | "failed" | "interrupted" | "not started"
     detail: str = ""
 
 
@@ -124,12 +289,22 @@ def run_status(directory: Path) -> RunStatus:
     directory = Path(directory)
     if (directory / DONE_FILE).exists():
         return RunStatus("done")
+    if is_running(directory):
+        return RunStatus("running")
     if (directory / ERROR_FILE).exists():
         lines = [line for line in (directory / ERROR_FILE).read_text().splitlines() if line.strip()]
         return RunStatus("failed", lines[-1] if lines else "")
     if (directory / "config.yaml").exists():
-        return RunStatus("incomplete")
+        step = _checkpoint_step(directory)
+        return RunStatus("interrupted", f"checkpoint at step {step}" if step is not None else "no checkpoint")
     return RunStatus("not started")
+
+
+def _checkpoint_step(directory: Path) -> int | None:
+    try:
+        return int(read_json(directory / "checkpoint.json")["step"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 # Manifest -----------------------------------------------------------------------------------------

@@ -1,13 +1,18 @@
 """``run_one``: the only place that owns an env, an agent and a replay buffer.
 
 The local pool, a SLURM array task, an Optuna trial and the tests all call this one function with a
-JobSpec. It writes the run directory (see :mod:`bench.records`) and returns the summary.
+JobSpec. It writes the run directory (see :mod:`bench.records`), resumes from the run's last checkpoint
+when an earlier attempt was killed, and returns the summary.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import resource
+import signal
+import socket
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,73 +24,180 @@ import torch
 
 from algorithms import base as algo_base
 from algorithms import config as cfg
-from bench import records
+from bench import checkpoint, env_state, records
 from bench.envs import RunSeeds, make_eval_envs, make_vector_env
 from bench.protocols import Protocol
 from bench.replay import ReplayBuffer
 from bench.sweep import JobSpec, load_plugins
 
 Reporter = Callable[[dict[str, Any]], None]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
+INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later" - what a launcher should requeue
 
 
 class NonFiniteMetric(RuntimeError):
     """A loss or metric became NaN/inf: the run is recorded as failed instead of training on garbage."""
 
 
-def run_one(job: JobSpec, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Train ``job`` to completion and record it; a DONE run is skipped. Never raises for a failed run:
-    the failure is recorded in the run directory and reflected in the returned summary's ``status``."""
+class RunInterrupted(Exception):
+    """A stop signal arrived; a checkpoint was written and the run can be resumed."""
+
+
+def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Callable[[], bool] | None = None
+            ) -> dict[str, Any]:
+    """Train ``job`` to completion (resuming an interrupted attempt) and record it. A DONE run is skipped.
+
+    Never raises for a failed run: the failure is recorded in the run directory and reflected in the
+    returned summary's ``status`` (done, skipped, failed, interrupted, busy).
+    """
     directory = Path(job.run_dir)
-    report = reporter or (lambda event: None)
+    report = _with_job(reporter or (lambda event: None), job.name)
     load_plugins(job.plugins)
     if (directory / records.DONE_FILE).exists():
         summary = records.read_json(directory / "summary.json")
-        report({"event": "skipped", "job": job.name, "summary": summary})
+        report({"event": "skipped", "summary": summary})
         return {**summary, "status": "skipped"}
+    if stop_requested and stop_requested():
+        return _not_run(job, "interrupted", report)
     directory.mkdir(parents=True, exist_ok=True)
-    records.clear_run(directory)
-    records.write_yaml(directory / "config.yaml", job.resolved_config())
-    manifest = records.manifest(job.device, job.argv)
-    records.write_json(directory / "manifest.json", manifest)
+    if not records.claim(directory):
+        return _not_run(job, "busy", report)
     try:
-        summary = Trainer(job, directory, report).train()
-    except BaseException as error:  # noqa: BLE001 - a KeyboardInterrupt must also leave a record
-        summary = _record_failure(job, directory, manifest, error)
-        report({"event": "end", "job": job.name, "summary": summary})
+        resume_state = prepare_attempt(job, directory, report)
+    except BaseException:
+        records.release(directory)
+        raise
+    signals = _StopSignals()
+    try:
+        with signals:
+            summary = Trainer(job, directory, report, resume_state, signals).train()
+        _record_success(job, directory, summary)
+    except RunInterrupted as stop:
+        summary = {**_identity(job), "status": "interrupted", "detail": str(stop)}
+    except BaseException as error:  # noqa: BLE001 - a crash must leave a record, whatever it was
+        summary = _record_failure(job, directory, error)
         if not isinstance(error, Exception):
             raise
-        return summary
-    manifest["end_time"] = records.now_iso()
-    records.write_json(directory / "manifest.json", manifest)
-    records.write_json(directory / "summary.json", summary)
-    (directory / records.DONE_FILE).write_text(records.now_iso() + "\n")
-    report({"event": "end", "job": job.name, "summary": summary})
+    finally:
+        records.release(directory)
+    report({"event": "end", "summary": summary})
     return summary
 
 
-def _record_failure(job: JobSpec, directory: Path, manifest: dict[str, Any], error: BaseException) -> dict[str, Any]:
+def _not_run(job: JobSpec, status: str, report: Reporter) -> dict[str, Any]:
+    summary = {**_identity(job), "status": status}
+    report({"event": "end", "summary": summary})
+    return summary
+
+
+def _with_job(report: Reporter, name: str) -> Reporter:
+    return lambda event: report({"job": name, **event})
+
+
+def prepare_attempt(job: JobSpec, directory: Path, report: Reporter) -> dict[str, Any] | None:
+    """Resume state of an earlier attempt (after cleaning its records up to the checkpoint), or None
+    after clearing the directory for a fresh start."""
+    def notice(message: str) -> None:
+        records.note(directory, message)
+        report({"event": "notice", "message": message})
+
+    if not (directory / "config.yaml").exists():
+        records.clear_run(directory)
+        _write_start_records(job, directory)
+        return None
+    if records.read_config(directory) is None:
+        notice("config.yaml is unreadable: starting over from step 0")
+        records.clear_run(directory)
+        _write_start_records(job, directory)
+        return None
+    loaded = checkpoint.load(directory)
+    for message in loaded.notices:
+        notice(message)
+    if loaded.state is None:
+        notice("no usable checkpoint: starting over from step 0")
+        records.clear_run(directory)
+        _write_start_records(job, directory)
+        return None
+    step = int(loaded.state["step"])
+    for name in ("eval.csv", "train.csv"):
+        after, malformed = records.truncate_csv(directory / name, step)
+        if malformed:
+            notice(f"{name}: dropped {malformed} malformed row(s) (a line cut short by the kill)")
+        if after:
+            notice(f"{name}: dropped {after} row(s) past the checkpoint's step {step}")
+    (directory / records.ERROR_FILE).unlink(missing_ok=True)
+    notice(f"resuming from {loaded.source.name} at env step {step}")
+    return loaded.state
+
+
+def _write_start_records(job: JobSpec, directory: Path) -> None:
+    records.write_yaml(directory / "config.yaml", job.resolved_config())
+    records.write_json(directory / "manifest.json", records.manifest(job.device, job.argv))
+
+
+def _record_success(job: JobSpec, directory: Path, summary: dict[str, Any]) -> None:
+    _finish_manifest(directory)
+    records.write_json(directory / "summary.json", summary)
+    (directory / records.DONE_FILE).write_text(records.now_iso() + "\n")
+
+
+def _record_failure(job: JobSpec, directory: Path, error: BaseException) -> dict[str, Any]:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     (directory / records.ERROR_FILE).write_text(text)
-    manifest["end_time"] = records.now_iso()
-    records.write_json(directory / "manifest.json", manifest)
+    attempts = records.read_attempts(directory)
+    if attempts and attempts[-1]["outcome"] == "running":
+        attempts[-1].update(last_alive=time.time(), outcome="failed")
+        records.write_attempts(directory, attempts)
+    _finish_manifest(directory)
     summary = {**_identity(job), "status": "failed", "error": f"{type(error).__name__}: {error}"}
     records.write_json(directory / "summary.json", summary)
     return summary
+
+
+def _finish_manifest(directory: Path) -> None:
+    path = directory / "manifest.json"
+    manifest = records.read_json(path) if path.exists() else {}
+    manifest["end_time"] = records.now_iso()
+    records.write_json(path, manifest)
 
 
 def _identity(job: JobSpec) -> dict[str, Any]:
     return {"suite": job.suite, "algo": job.algo, "env_id": job.env_id, "seed": job.seed}
 
 
+class _StopSignals:
+    """While active, SIGTERM/SIGUSR2 (SLURM's warnings before preemption or timeout) and SIGINT only set a
+    flag; the training loop checks it once per iteration, checkpoints and stops."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 @dataclass
 class Clock:
-    """Seconds spent per part of the loop; the remainder of wall time is harness overhead."""
+    """Training time of the work kept (restored from a checkpoint on resume) and its split by part;
+    the remainder of wall time is harness overhead."""
 
+    offset: float = 0.0
     start: float = field(default_factory=time.perf_counter)
     parts: dict[str, float] = field(default_factory=lambda: {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0})
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return self.offset + time.perf_counter() - self.start
 
     def timed(self, part: str, fn: Callable[..., Any], *args: Any) -> Any:
         began = time.perf_counter()
@@ -149,8 +261,10 @@ class MetricAccumulator:
 
 
 class Trainer:
-    def __init__(self, job: JobSpec, directory: Path, report: Reporter) -> None:
+    def __init__(self, job: JobSpec, directory: Path, report: Reporter,
+                 resume_state: dict[str, Any] | None = None, signals: _StopSignals | None = None) -> None:
         self.job, self.directory, self.report = job, directory, report
+        self.signals = signals or _StopSignals()
         self.protocol: Protocol = cfg.build(Protocol, job.protocol, where=f"{job.name} protocol")
         self.seeds = RunSeeds.derive(job.seed)
         _configure_torch(job.torch_threads, self.seeds.torch)
@@ -158,6 +272,8 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         p = self.protocol
+        self.checkpoint_every = (job.checkpoint_every if job.checkpoint_every is not None
+                                 else checkpoint.default_interval(p.total_steps, p.n_envs))
         self.envs = make_vector_env(job.env_id, p.n_envs)
         self.eval_envs = make_eval_envs(job.env_id, p.eval_episodes)
         self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
@@ -165,8 +281,8 @@ class Trainer:
         agent_cls = algo_base.get_algorithm(job.algo)
         agent_config = cfg.build(agent_cls.Config, job.agent_config, where=f"{job.name} agent config")
         self.agent = agent_cls(self.obs_dim, self.act_dim, agent_config, device=self.device, seed=self.seeds.network)
-        self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, min(p.replay_size, p.total_steps),
-                                   self.seeds.replay, self.device)
+        self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, min(p.replay_size, p.total_steps), self.seeds.replay,
+                                   self.device, directory / "replay" if self.checkpoint_every else None)
         self.warmup_rng = np.random.default_rng(self.seeds.warmup_actions)
         self.metrics = MetricAccumulator(agent_cls.metric_names)
         self.episodes = Episodes(np.zeros(p.n_envs), np.zeros(p.n_envs, dtype=np.int64))
@@ -176,24 +292,38 @@ class Trainer:
         self.step = 0
         self.updates = 0
         self.update_credit = 0.0
+        self.warmup_done_at: tuple[int, float, float] | None = None
+        self.clock = Clock()
+        self.last_logged_step = -1
+        self.obs = self.envs.reset(seed=self.seeds.env)[0]
+        self.resumed = resume_state is not None
+        if self.resumed:
+            self.load_state(resume_state)
+        self._start_attempt()
 
     # The loop ---------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         p = self.protocol
-        self.clock = Clock()
-        self.report({"event": "start", "job": self.job.name, "total": p.total_steps})
-        eval_schedule = iter(self.protocol.eval_steps)
-        next_eval = next(eval_schedule)
-        obs, _ = self.envs.reset(seed=self.seeds.env)
-        self._interval_start = (0, self.clock.elapsed())
-        self.warmup_done_at: tuple[float, float] | None = None
+        self.report({"event": "start", "step": self.step, "total": p.total_steps})
+        # A checkpoint is taken after the evaluation due at its step, so a resumed run skips that one.
+        pending_evals = iter([s for s in p.eval_steps if s > self.step or (s == self.step and not self.resumed)])
+        next_eval = next(pending_evals, None)
+        next_checkpoint = self.step + self.checkpoint_every if self.checkpoint_every else None
+        self._interval_start = (self.step, self.clock.elapsed())
         while True:
             if self.step == next_eval:
                 self.evaluate()
-                next_eval = next(eval_schedule, None)
+                next_eval = next(pending_evals, None)
             if self.step >= p.total_steps:
                 break
-            obs = self.env_step(obs)
+            if self.signals.received is not None:
+                self.save_checkpoint()
+                raise RunInterrupted(f"signal {signal.Signals(self.signals.received).name} at env step {self.step}; "
+                                     "checkpoint written")
+            if next_checkpoint is not None and self.step >= next_checkpoint:
+                self.save_checkpoint()
+                next_checkpoint += self.checkpoint_every
+            self.obs = self.env_step(self.obs)
             self.train_step()
             if self.step % p.log_every == 0:
                 self.log_train_row()
@@ -247,8 +377,9 @@ class Trainer:
             "mem/rss_peak_mb": peak_rss_mb(), **self.metrics.drain(self.step),
         }
         self.train_log.append(row)
-        self.report({"event": "progress", "job": self.job.name, "step": self.step, "sps": sps,
-                     "total": self.protocol.total_steps})
+        self.last_logged_step = self.step
+        self._heartbeat()
+        self.report({"event": "progress", "step": self.step, "sps": sps, "total": self.protocol.total_steps})
 
     def evaluate(self) -> None:
         returns, lengths = self.clock.timed("eval", run_episodes, self.agent, self.eval_envs, self.seeds.eval_env)
@@ -260,43 +391,116 @@ class Trainer:
         }
         self.eval_log.append(row)
         self.eval_returns.append((self.step, row["eval/return_mean"]))
-        self.report({"event": "eval", "job": self.job.name, "step": self.step,
-                     "return": row["eval/return_mean"], "total": self.protocol.total_steps})
+        self.report({"event": "eval", "step": self.step, "return": row["eval/return_mean"],
+                     "total": self.protocol.total_steps})
 
     def finish(self) -> dict[str, Any]:
-        if self.step % self.protocol.log_every != 0:
+        if self.last_logged_step != self.step:
             self.log_train_row()
+        if self.checkpoint_every:
+            self.save_checkpoint()  # the final agent stays in ckpt/last.pt; the replay data is dropped
+        self._heartbeat(outcome="done")
+        summary = self.summary()
+        self.close()
+        records.remove_finished_state(self.directory)
+        return summary
+
+    def close(self) -> None:
         self.train_log.close()
         self.eval_log.close()
         self.envs.close()
         for env in self.eval_envs:
             env.close()
-        return self.summary()
 
     def summary(self) -> dict[str, Any]:
-        wall = self.clock.elapsed()
+        train_time = self.clock.elapsed()
         parts = self.clock.parts
-        accounted = sum(parts.values())
+        attempts = records.read_attempts(self.directory)
         final_step, final_return = self.eval_returns[-1]
-        summary = {
+        return {
             **_identity(self.job), "status": "done", "total_steps": self.step, "updates": self.updates,
             "final_eval_return": final_return, "final_eval_step": final_step,
             "best_eval_return": max(value for _, value in self.eval_returns),
-            "wall_time_s": wall, "time/sps": self._sps_after_warmup(wall), "time/sps_overall": self.step / wall,
+            "wall_time_s": records.attempts_wall_time(attempts), "resumes": max(0, len(attempts) - 1),
+            "time/train_s": train_time, "time/sps": self._sps_after_warmup(train_time),
+            "time/sps_overall": self.step / train_time,
             "time/updates_per_s": self.updates / parts["update"] if parts["update"] else None,
             **{f"time/{name}_s": seconds for name, seconds in parts.items()},
-            "time/overhead_frac": max(0.0, 1.0 - accounted / wall),
+            "time/overhead_frac": max(0.0, 1.0 - sum(parts.values()) / train_time),
             "mem/rss_peak_mb": peak_rss_mb(), **cuda_memory(self.device),
         }
-        return summary
 
-    def _sps_after_warmup(self, wall: float) -> float | None:
+    def _sps_after_warmup(self, train_time: float) -> float | None:
         """Env steps per second from the end of warm-up to the end, evaluation time excluded."""
         if self.warmup_done_at is None:
             return None
         step0, time0, eval0 = self.warmup_done_at
-        seconds = (wall - time0) - (self.clock.parts["eval"] - eval0)
+        seconds = (train_time - time0) - (self.clock.parts["eval"] - eval0)
         return (self.step - step0) / seconds if seconds > 0 else None
+
+    # Attempts ---------------------------------------------------------------------------------------
+    def _start_attempt(self) -> None:
+        attempts = records.read_attempts(self.directory)
+        for attempt in attempts:
+            if attempt["outcome"] == "running":  # that process died without a word (SIGKILL, node failure)
+                attempt["outcome"] = "killed"
+        now = time.time()
+        attempts.append({"started": now, "last_alive": now, "start_step": self.step, "end_step": self.step,
+                         "host": socket.gethostname(), "outcome": "running"})
+        records.write_attempts(self.directory, attempts)
+
+    def _heartbeat(self, outcome: str = "running") -> None:
+        attempts = records.read_attempts(self.directory)
+        attempts[-1].update(last_alive=time.time(), end_step=self.step, outcome=outcome)
+        records.write_attempts(self.directory, attempts)
+
+    # Checkpoints ------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        began = time.perf_counter()
+        self.buffer.flush()
+        checkpoint.save(self.directory, self.state_dict())
+        self._heartbeat(outcome="interrupted" if self.signals.received is not None else "running")
+        self.report({"event": "checkpoint", "step": self.step, "seconds": time.perf_counter() - began})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1, "step": self.step, "updates": self.updates, "update_credit": self.update_credit,
+            "last_logged_step": self.last_logged_step,
+            "obs": self.obs, "agent": self.agent.state_dict(), "replay": self.buffer.state_dict(),
+            "envs": env_state.capture_vector(self.envs),
+            "episodes": {"returns": self.episodes.returns, "lengths": self.episodes.lengths,
+                         "finished_returns": self.episodes.finished_returns,
+                         "finished_lengths": self.episodes.finished_lengths, "count": self.episodes.count},
+            "metrics": {"sums": self.metrics.sums, "count": self.metrics.count},
+            "eval_returns": self.eval_returns, "warmup_done_at": self.warmup_done_at,
+            "clock": {"elapsed": self.clock.elapsed(), "parts": dict(self.clock.parts)},
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "warmup": self.warmup_rng.bit_generator.state},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step, self.updates, self.update_credit = state["step"], state["updates"], state["update_credit"]
+        self.last_logged_step = state["last_logged_step"]
+        self.obs = state["obs"]
+        self.agent.load_state_dict(state["agent"])
+        self.buffer.load_state_dict(state["replay"])
+        env_state.restore_vector(self.envs, state["envs"])
+        episodes = state["episodes"]
+        self.episodes = Episodes(episodes["returns"], episodes["lengths"], list(episodes["finished_returns"]),
+                                 list(episodes["finished_lengths"]), episodes["count"])
+        self.metrics.sums = {key: value.to(self.device) for key, value in state["metrics"]["sums"].items()}
+        self.metrics.count = state["metrics"]["count"]
+        self.eval_returns = [tuple(item) for item in state["eval_returns"]]
+        self.warmup_done_at = state["warmup_done_at"]
+        self.clock = Clock(offset=state["clock"]["elapsed"], parts=dict(state["clock"]["parts"]))
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.warmup_rng.bit_generator.state = rng["warmup"]
 
 
 def run_episodes(agent: algo_base.Agent, envs: list, seed: int) -> tuple[np.ndarray, np.ndarray]:

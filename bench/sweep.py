@@ -35,6 +35,7 @@ class JobSpec:
     torch_threads: int = 1
     argv: tuple[str, ...] = field(default_factory=tuple)
     plugins: tuple[str, ...] = field(default_factory=tuple)
+    checkpoint_every: int | None = None  # env steps; None: every 5 % of the budget; 0: never
 
     @property
     def name(self) -> str:
@@ -45,7 +46,8 @@ class JobSpec:
         return {
             "suite": self.suite, "algo": self.algo, "env_id": self.env_id, "seed": self.seed,
             "protocol_name": self.protocol_name, "protocol": dict(self.protocol), "agent": dict(self.agent_config),
-            "execution": {"device": self.device, "torch_threads": self.torch_threads},
+            "execution": {"device": self.device, "torch_threads": self.torch_threads,
+                          "checkpoint_every": self.checkpoint_every},
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +118,31 @@ def route_overrides(overrides: Sequence[str], algos: Sequence[str]) -> RoutedOve
     return routed
 
 
+def load_override_file(path: Path | str, algos: Sequence[str]) -> RoutedOverrides:
+    """A YAML file of overrides: top-level keys are algorithm names or ``protocol``, each a mapping of
+    field -> value (e.g. algorithms/configs/cpu-smoke.yaml). Sections for algorithms not selected are
+    ignored, so one file can serve several sweeps."""
+    path = Path(path)
+    if not path.exists():
+        raise cfg.ConfigError(f"--config {str(path)!r}: no such file")
+    data = cfg.read_yaml(path)
+    routed = RoutedOverrides(per_algo={algo: {} for algo in algos})
+    valid = set(algo_base.available_algorithms()) | {"protocol"}
+    for section, values in data.items():
+        if section not in valid:
+            raise cfg.ConfigError(f"{path}: unknown section {section!r}; valid sections: "
+                                  f"{', '.join(sorted(valid))}")
+        if not isinstance(values, dict):
+            raise cfg.ConfigError(f"{path}: section {section!r} must map keys to values")
+        if section == "protocol":
+            routed.protocol.update(values)
+        elif section in routed.per_algo:
+            for key in values:
+                _check_key(section, key)
+            routed.per_algo[section].update(values)
+    return routed
+
+
 def _check_key(algo: str, key: str) -> None:
     keys = algo_base.config_keys(algo)
     if key not in keys:
@@ -128,16 +155,28 @@ def _check_key(algo: str, key: str) -> None:
 def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, suite: str,
            protocol: str = DEFAULT_PROTOCOL, protocol_overrides: Mapping[str, Any] | None = None,
            overrides: Sequence[str] = (), results_root: Path | str | None = None, device: str = "cpu",
-           torch_threads: int = 1, argv: Sequence[str] = (), plugins: Sequence[str] = ()) -> list[JobSpec]:
-    """Cartesian product algos x envs x seeds, every config resolved and validated."""
+           torch_threads: int = 1, argv: Sequence[str] = (), plugins: Sequence[str] = (),
+           checkpoint_every: int | None = None, config_files: Sequence[Path | str] = ()) -> list[JobSpec]:
+    """Cartesian product algos x envs x seeds, every config resolved and validated.
+
+    Precedence, lowest first: dataclass defaults, the algorithm YAML's ``default`` and env blocks,
+    ``config_files`` in order, then ``overrides`` (``-o``)."""
     _check_suite_name(suite)
     load_plugins(plugins)
     algo_names = _unique("algorithm", [algo_base.get_algorithm(name).name for name in algos])
-    routed = route_overrides(overrides, algo_names)
+    routed = RoutedOverrides(per_algo={algo: {} for algo in algo_names})
+    for layer in [*(load_override_file(path, algo_names) for path in config_files),
+                  route_overrides(overrides, algo_names)]:
+        routed.protocol.update(layer.protocol)
+        for algo, values in layer.per_algo.items():
+            routed.per_algo[algo].update(values)
     resolved_protocol: Protocol = load_protocol(protocol, {**(protocol_overrides or {}), **routed.protocol})
     env_ids = _unique("environment", [resolve_env_id(env, resolved_protocol.env_version) for env in envs])
     root = Path(results_root) if results_root is not None else records.default_results_root()
     protocol_dict = cfg.to_dict(resolved_protocol)
+    if checkpoint_every is not None and (checkpoint_every < 0 or checkpoint_every % resolved_protocol.n_envs):
+        raise cfg.ConfigError(f"--checkpoint-every {checkpoint_every}: must be 0 (never) or a positive multiple "
+                              f"of n_envs={resolved_protocol.n_envs}")
     jobs = []
     for algo in algo_names:
         for env_id in env_ids:
@@ -147,7 +186,7 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
                     algo=algo, env_id=env_id, seed=int(seed), suite=suite, protocol=protocol_dict,
                     agent_config=agent_config, run_dir=str(records.run_dir(root, suite, algo, env_id, seed)),
                     protocol_name=protocol, device=device, torch_threads=torch_threads, argv=tuple(argv),
-                    plugins=tuple(plugins),
+                    plugins=tuple(plugins), checkpoint_every=checkpoint_every,
                 ))
     return jobs
 
@@ -171,3 +210,17 @@ def load_plugins(modules: Sequence[str]) -> None:
             importlib.import_module(module)
         except ImportError as error:
             raise cfg.ConfigError(f"cannot import plugin module {module!r}: {error}") from None
+
+
+def find_conflicts(jobs: Sequence[JobSpec]) -> list[str]:
+    """Runs whose directory holds a different configuration than requested, with the keys that differ.
+    Resuming or skipping such a run would silently mix two experiments under one name."""
+    conflicts = []
+    for job in jobs:
+        on_disk = records.read_config(Path(job.run_dir))
+        if on_disk is None:
+            continue
+        differences = records.config_differences(on_disk, job.resolved_config())
+        if differences:
+            conflicts.append(f"{job.name}: " + "; ".join(differences))
+    return conflicts

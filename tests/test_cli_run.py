@@ -34,7 +34,8 @@ def test_run_writes_every_record_with_fixed_columns(finished_sweep):
     for seed in (0, 1):
         run = results / "e2e" / "sac" / "Pendulum-v1" / f"seed={seed}"
         assert {p.name for p in run.iterdir()} == {"config.yaml", "manifest.json", "eval.csv", "train.csv",
-                                                   "summary.json", "DONE"}
+                                                   "summary.json", "DONE", "attempts.json", "checkpoint.json", "ckpt"}
+        assert [p.name for p in (run / "ckpt").iterdir()] == ["last.pt"]  # final agent; replay data removed
         header, rows = read_csv(run / "eval.csv")
         assert tuple(header) == records.EVAL_COLUMNS
         assert [int(row["step"]) for row in rows] == [0, 100, 200, 300]

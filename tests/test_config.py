@@ -112,3 +112,18 @@ def test_expand_rejects_duplicates_and_bad_suite_names(tmp_path):
         expand(["sac"], ["Pendulum", "Pendulum-v1"], [0], suite="s", results_root=tmp_path)
     with pytest.raises(cfg.ConfigError, match="suite name '../x'"):
         expand(["sac"], ["Pendulum"], [0], suite="../x", results_root=tmp_path)
+
+
+def test_override_files_layer_between_yaml_defaults_and_cli_overrides(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("sac: {tau: 0.02, gamma: 0.9}\nprotocol: {eval_episodes: 3}\n")
+    job = expand(["sac"], ["Pendulum"], [0], suite="s", protocol="quick", config_files=[path],
+                 overrides=["gamma=0.95"], results_root=tmp_path)[0]
+    assert job.agent_config["tau"] == 0.02 and job.agent_config["gamma"] == 0.95
+    assert job.protocol["eval_episodes"] == 3
+    path.write_text("sca: {tau: 0.02}\n")
+    with pytest.raises(cfg.ConfigError, match="unknown section 'sca'; valid sections: protocol, sac"):
+        expand(["sac"], ["Pendulum"], [0], suite="s", config_files=[path], results_root=tmp_path)
+    path.write_text("sac: {taus: 0.02}\n")
+    with pytest.raises(cfg.ConfigError, match="unknown key 'taus' for algorithm 'sac'"):
+        expand(["sac"], ["Pendulum"], [0], suite="s", config_files=[path], results_root=tmp_path)

@@ -1,0 +1,61 @@
+"""State of runs read from their directories: done / running / interrupted / failed / not started."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from bench import records
+
+STATES = ("done", "running", "interrupted", "failed", "not started")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    suite: str
+    algo: str
+    env_id: str
+    seed: int
+    state: str
+    detail: str
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.suite}/{self.algo}/{self.env_id}/seed={self.seed}"
+
+
+def find_run_dirs(path: Path) -> list[Path]:
+    """Run directories at or below ``path``: a results root, a suite folder or a single run."""
+    path = Path(path)
+    if (path / "config.yaml").exists() or path.name.startswith("seed="):
+        return [path]
+    found = {config.parent for config in path.glob("**/seed=*/config.yaml")}
+    found |= {marker.parent for marker in path.glob("**/seed=*/DONE")}
+    return sorted(found)
+
+
+def row_for(run_dir: Path) -> RunRow:
+    """Identity from the directory layout results/<suite>/<algo>/<env_id>/seed=<k>."""
+    run_dir = Path(run_dir)
+    status = records.run_status(run_dir)
+    detail = status.detail
+    if status.state == "done":
+        try:
+            summary = records.read_json(run_dir / "summary.json")
+            detail = f"final return {summary['final_eval_return']:.1f}, {summary.get('resumes', 0)} resume(s)"
+        except (OSError, ValueError, KeyError):
+            detail = "summary.json unreadable"
+    seed = int(run_dir.name.split("=", 1)[1]) if run_dir.name.startswith("seed=") else -1
+    return RunRow(run_dir.parents[2].name, run_dir.parents[1].name, run_dir.parent.name, seed, status.state,
+                  detail, run_dir)
+
+
+def totals(rows: Iterable[RunRow]) -> dict[tuple[str, str], Counter]:
+    """Counts of each state per (algorithm, environment)."""
+    table: dict[tuple[str, str], Counter] = {}
+    for row in rows:
+        table.setdefault((row.algo, row.env_id), Counter())[row.state] += 1
+    return dict(sorted(table.items()))
