@@ -127,3 +127,11 @@ def test_override_files_layer_between_yaml_defaults_and_cli_overrides(tmp_path):
     path.write_text("sac: {taus: 0.02}\n")
     with pytest.raises(cfg.ConfigError, match="unknown key 'taus' for algorithm 'sac'"):
         expand(["sac"], ["Pendulum"], [0], suite="s", config_files=[path], results_root=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cpu-smoke.yaml", "small-nets.yaml"])
+def test_shipped_override_files_load_for_every_algorithm(name, tmp_path):
+    path = algorithms.base.CONFIG_DIR / name
+    jobs = expand(algorithms.available_algorithms(), ["Pendulum"], [0], suite="s", config_files=[path],
+                  results_root=tmp_path)
+    assert {job.algo for job in jobs} >= {"sac", "sdac", "dpmd"}
