@@ -162,3 +162,15 @@ def no_param_grads(module: nn.Module) -> Iterator[nn.Module]:
 def adam(params: Iterable[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
     """Adam with the fused kernel (one op for all parameters; measured ~7 % faster updates on CPU)."""
     return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
+def critic_regression_step(critic: CriticEnsemble, optimizer: torch.optim.Optimizer, obs: torch.Tensor,
+                           actions: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step of every member towards the TD ``target`` [B]: sum over members of the mean squared
+    error. Returns the detached loss and mean Q."""
+    q = critic(obs, actions)
+    loss = (q - target).pow(2).mean(-1).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), q.detach().mean()

@@ -36,7 +36,7 @@ import torch
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch
 from algorithms.diffusion import BETA_SCHEDULES, DiffusionSchedule, NoisePredictor, sample_best_of_n
-from algorithms.nets import ACTIVATIONS, CriticEnsemble, adam, frozen_copy, polyak_update
+from algorithms.nets import ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy, polyak_update
 
 
 @dataclass
@@ -221,12 +221,7 @@ class RSMAgent(Agent):
         with torch.no_grad():
             next_q = self.critic_target(batch.next_obs, next_actions).min(0).values
             target = c.reward_scale * batch.rewards + c.gamma * (1.0 - batch.terminated) * next_q
-        q = self.critic(batch.obs, batch.actions)
-        loss = (q - target).pow(2).mean(-1).sum()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_optimizer.step()
-        return loss.detach(), q.detach().mean()
+        return critic_regression_step(self.critic, self.critic_optimizer, batch.obs, batch.actions, target)
 
     def _update_policy(self, batch: Batch, next_draw: Draw, proposal: Draw | None,
                        alpha: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -23,7 +23,8 @@ from torch import nn
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch, register
-from algorithms.nets import CriticEnsemble, adam, frozen_copy, mlp, no_param_grads, polyak_update
+from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, mlp, no_param_grads,
+                             polyak_update)
 
 
 @dataclass
@@ -132,12 +133,7 @@ class SAC(Agent):
             next_actions, next_log_prob = self.actor.sample(batch.next_obs, self.generator)
             next_q = self.critic_target(batch.next_obs, next_actions).min(0).values - alpha * next_log_prob
             target = c.reward_scale * batch.rewards + c.gamma * (1.0 - batch.terminated) * next_q
-        q = self.critic(batch.obs, batch.actions)
-        loss = (q - target).pow(2).mean(-1).sum()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_optimizer.step()
-        return loss.detach(), q.detach().mean()
+        return critic_regression_step(self.critic, self.critic_optimizer, batch.obs, batch.actions, target)
 
     def _update_actor_and_alpha(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
         actions, log_prob = self.actor.sample(obs, self.generator)
