@@ -8,10 +8,16 @@ import pytest
 TESTS_DIR = Path(__file__).parent
 
 
+def bench_env(results_dir: Path, **extra: str) -> dict:
+    """Environment for a `bench` subprocess: the checkout under test first on the path (so a git worktree tests
+    its own code even where the editable install points at another checkout), then the test plugins."""
+    python_path = os.pathsep.join([str(TESTS_DIR.parent), str(TESTS_DIR / "plugins")])
+    return {**os.environ, "PYTHONPATH": python_path, "BENCH_RESULTS_DIR": str(results_dir), **extra}
+
+
 def bench_cli(*args: str, results_dir: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real `bench` entry point in a subprocess, the way a user does."""
-    full_env = {**os.environ, "PYTHONPATH": str(TESTS_DIR / "plugins"), "BENCH_RESULTS_DIR": str(results_dir),
-                **(env or {})}
+    full_env = bench_env(results_dir, **(env or {}))
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env)
 

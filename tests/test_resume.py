@@ -16,7 +16,7 @@ import torch
 from bench import checkpoint, records
 from bench.run import INTERRUPTED_EXIT_CODE, run_one
 from bench.sweep import expand
-from conftest import TESTS_DIR, bench_cli
+from conftest import bench_cli, bench_env
 
 # Hopper (a real MuJoCo task, mid-episode state matters) with small networks; checkpoints every 300 steps.
 STEPS, EVAL_EVERY, CKPT_EVERY = 2400, 300, 300
@@ -37,7 +37,7 @@ def column(path: Path, name: str) -> list[str]:
 
 
 def start_background(results: Path, suite: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR / "plugins"), "BENCH_RESULTS_DIR": str(results)}
+    env = bench_env(results)
     return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *ARGS, "--suite", suite], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
