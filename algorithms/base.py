@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, NamedTuple
@@ -141,6 +142,15 @@ def _clone(value: Any) -> Any:
 
 # Registry -----------------------------------------------------------------------------------------
 _REGISTRY: dict[str, type[Agent]] = {}
+# The built-in algorithms register themselves when imported; they are imported on first registry use rather
+# than by `import algorithms`, so tools that never build an agent (bench report, status) do not load them.
+BUILTIN_MODULES = ("algorithms.sac", "algorithms.sdac", "algorithms.dpmd")
+
+
+def _registry() -> dict[str, type[Agent]]:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)  # a dict lookup after the first time
+    return _REGISTRY
 
 
 def register(cls: type[Agent]) -> type[Agent]:
@@ -154,12 +164,12 @@ def register(cls: type[Agent]) -> type[Agent]:
 
 
 def available_algorithms() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(_registry())
 
 
 def get_algorithm(name: str) -> type[Agent]:
     try:
-        return _REGISTRY[name.lower()]
+        return _registry()[name.lower()]
     except KeyError:
         raise cfg.ConfigError(
             f"unknown algorithm {name!r}; valid choices: {', '.join(available_algorithms())}"

@@ -12,11 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 import algorithms
-from algorithms.config import ConfigError
+from algorithms.config import ConfigError  # noqa: I001  (torch loads on first use, see algorithms/__init__)
 from bench import records
-from bench.envs import SHORT_NAMES
 from bench.protocols import DEFAULT_PROTOCOL, available_protocols, load_protocol
-from bench.run import INTERRUPTED_EXIT_CODE
 
 PROTOCOL_FLAGS = {  # flag attribute -> Protocol field
     "steps": "total_steps", "eval_every": "eval_every", "eval_episodes": "eval_episodes",
@@ -56,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_arguments(status, required=False)
 
     commands.add_parser("list", help="show algorithms, environments and protocols")
+    _report_parsers(commands)
     return parser
 
 
@@ -82,8 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args, argv, console)
         if args.command == "status":
             return command_status(args, console)
+        if args.command in ("collect", "report"):
+            return command_report(args, console)
         return command_list(console)
-    except ConfigError as error:
+    except (ConfigError, FileNotFoundError) as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 2
 
@@ -143,6 +144,7 @@ def _execute(jobs: list, workers: int, console: Console) -> int:
     if by_status["interrupted"] or by_status["busy"]:
         console.print(f"{len(by_status['interrupted'])} run(s) stopped before finishing (the ones that had "
                       "started wrote a checkpoint): run the same command again to resume")
+        from bench.run import INTERRUPTED_EXIT_CODE
         return INTERRUPTED_EXIT_CODE
     return 0
 
@@ -218,6 +220,8 @@ def _dry_run_table(jobs: list) -> Table:
 
 
 def command_list(console: Console) -> int:
+    from bench.envs import SHORT_NAMES
+
     algos = Table(title="algorithms")
     algos.add_column("name")
     algos.add_column("description")
@@ -238,6 +242,59 @@ def command_list(console: Console) -> int:
     for table in (algos, envs, protocols):
         console.print(table)
     return 0
+
+
+
+def _report_parsers(commands) -> None:
+    collect = commands.add_parser("collect", help="gather run records into tidy Parquet tables (evals, runs)")
+    collect.add_argument("paths", nargs="+", type=Path, help="suite folders (or results roots, or run folders)")
+    collect.add_argument("--out", type=Path, help="folder for evals.parquet and runs.parquet (default: <suite>/report)")
+
+    report = commands.add_parser("report", help="rliable statistics, figures and tables from run records")
+    report.add_argument("paths", nargs="+", type=Path, help="suite folders (or results roots, or run folders)")
+    report.add_argument("--out", type=Path, help="output folder (default: <suite>/report)")
+    report.add_argument("--normalize", default="table", help="table (shipped reference returns, default), "
+                        "minmax (over the compared runs) or none")
+    report.add_argument("--reps", type=int, help="bootstrap replications (default: draft setting)")
+    report.add_argument("--final", action="store_true", help="publication setting for bootstrap replications")
+    report.add_argument("--bootstrap-seed", type=int, default=0, help="seed of every bootstrap (default: %(default)s)")
+    report.add_argument("--points", type=int, default=20, help="grid points of interpolated curves (default: %(default)s)")
+    report.add_argument("--include-incomplete", action="store_true",
+                        help="use unfinished runs' last evaluation in aggregates and tables (default: left out)")
+    report.add_argument("--table-error", default="ci", help="ci (95%% Student t, default) or std")
+
+
+def command_report(args: argparse.Namespace, console: Console) -> int:
+    """`bench collect` and `bench report`: both read the run directories; collect stops at the Parquet tables."""
+    from bench import collect as collecting, report as reporting  # heavy imports (matplotlib, rliable) only here
+
+    out = args.out or reporting.default_output(args.paths)
+    if args.command == "collect":
+        collected = collecting.collect(args.paths)
+        _print_skipped(collected.skipped, console)
+        paths = collected.save(out)
+        console.print(f"{len(collected.runs)} runs, {len(collected.evals)} evaluation rows -> "
+                      + ", ".join(map(str, paths)), highlight=False, soft_wrap=True)
+        return 0
+    if args.reps is not None and args.final:
+        raise ConfigError("give either --reps or --final, not both")
+    reps = reporting.FINAL_REPS if args.final else (reporting.DRAFT_REPS if args.reps is None else args.reps)
+    options = reporting.ReportOptions(normalize=args.normalize, reps=reps, bootstrap_seed=args.bootstrap_seed,
+                                      points=args.points, include_incomplete=args.include_incomplete,
+                                      table_error=args.table_error)
+    with console.status(f"reporting on {', '.join(map(str, args.paths))} ({reps} bootstrap replications)"):
+        report = reporting.make_report(args.paths, out, options)
+    _print_skipped(report.skipped, console)
+    for note in report.notes:
+        console.print(f"[dim]note:[/] {note}", highlight=False, soft_wrap=True)
+    console.print(f"report: {report.markdown}  ({len(report.files)} files in {report.seconds:.1f} s)",
+                  highlight=False, soft_wrap=True)
+    return 0
+
+
+def _print_skipped(skipped: list[str], console: Console) -> None:
+    for reason in skipped:
+        console.print(f"[yellow]warning:[/] skipped unreadable run: {reason}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

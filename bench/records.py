@@ -90,7 +90,8 @@ def _format(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else repr(value)
+        # float() first: NumPy 2 scalars are float subclasses whose repr is "np.float64(1.5)"
+        return "nan" if math.isnan(value) else repr(float(value))
     return str(value)
 
 
@@ -107,10 +108,13 @@ def write_yaml(path: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: ~10x faster when reports read many runs
+
+
 def read_config(directory: Path) -> dict[str, Any] | None:
     """The run's config.yaml, or None when there is none or it cannot be parsed (then the run restarts)."""
     try:
-        data = yaml.safe_load((Path(directory) / "config.yaml").read_text())
+        data = yaml.load((Path(directory) / "config.yaml").read_text(), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError):
         return None
     return data if isinstance(data, dict) else None
