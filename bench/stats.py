@@ -74,7 +74,7 @@ def select_runs(runs: pd.DataFrame, include_incomplete: bool = False) -> Selecti
     pool = runs if include_incomplete else runs[runs["complete"]]
     if len(pool) < len(runs):
         left_out = runs[~runs["complete"]]
-        names = ", ".join(f"{r.label}/{r.env_id}/seed={r.seed} ({r.status} at step {r.last_step})"
+        names = ", ".join(f"{r.label}/{r.env_id}/seed={r.seed} ({r.status}, last evaluation at step {r.last_step})"
                           for r in left_out.itertuples())
         notes.append(f"{len(left_out)} incomplete run(s) left out of the aggregates (shown in the per-env curves "
                      f"up to their last evaluation): {names}")

@@ -210,3 +210,11 @@ def test_bad_report_options_exit_2_and_name_the_choices(tmp_path, args, message)
 def test_report_on_a_missing_folder_exits_2(tmp_path):
     result = bench_cli("report", str(tmp_path / "nope"), results_dir=tmp_path)
     assert result.returncode == 2 and "no such results folder" in result.stderr
+
+
+def test_each_algorithm_keeps_its_colour_whatever_else_is_compared():
+    from bench.plots import palette
+
+    alone, crowded = palette(["sdac", "sac"]), palette(["cpql", "sac", "foo", "dacer", "sdac", "sdac (b)"])
+    assert alone["sac"] == crowded["sac"] and alone["sdac"] == crowded["sdac"]
+    assert len(set(crowded.values())) == len(crowded)  # variants and unknown algorithms get their own colour
