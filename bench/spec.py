@@ -91,7 +91,7 @@ def load_spec(path: Path | str) -> SweepSpec:
         name=_text(data["name"], "name", where),
         algos=sweep.split_names(_names(data["algos"], "algos", where)),
         envs=sweep.split_names(_names(data["envs"], "envs", where)),
-        seeds=sweep.parse_seeds(_seed_text(data.get("seeds", 1), where)),
+        seeds=_seeds(data.get("seeds", 1), where),
         protocol=_relative_if_file(_text(data.get("protocol", DEFAULT_PROTOCOL), "protocol", where), base),
         config=[str(_resolve(base, item)) for item in _list(data.get("config", []), "config", where)],
         overrides=_sections(data.get("overrides", {}), "overrides", where),
@@ -159,11 +159,14 @@ def _names(value: Any, key: str, where: str) -> list[str]:
     raise ConfigError(f"{where}: {key!r} must be a non-empty list of names (or a comma-separated string), got {value!r}")
 
 
-def _seed_text(value: Any, where: str) -> str:
-    if isinstance(value, list) and all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-        return ",".join(map(str, value))
+def _seeds(value: Any, where: str) -> list[int]:
+    """A list is the seeds themselves ([3] is seed 3); a number or string reads as on the command line (3 is 0..2)."""
+    if isinstance(value, list) and value and all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise ConfigError(f"{where}: 'seeds' {value}: seeds must be >= 0 and listed once")
+        return list(value)
     if isinstance(value, (int, str)) and not isinstance(value, bool):
-        return str(value)
+        return sweep.parse_seeds(str(value))
     raise ConfigError(f"{where}: 'seeds' must be a count (10), a list ([3, 5]) or a range ('0-4'), got {value!r}")
 
 

@@ -13,7 +13,8 @@ from conftest import TINY, bench_cli
 
 pytestmark = pytest.mark.slurm
 
-SDAC_CHEAP = ["--config", "algorithms/configs/cpu-smoke.yaml", "--config", "algorithms/configs/small-nets.yaml"]
+CONFIGS = Path(__file__).parents[1] / "algorithms" / "configs"
+SDAC_CHEAP = ["--config", str(CONFIGS / "cpu-smoke.yaml"), "--config", str(CONFIGS / "small-nets.yaml")]
 GRID = ["--algos", "sac,sdac", "--envs", "Pendulum", "--suite", "arr", *TINY, *SDAC_CHEAP]
 
 
