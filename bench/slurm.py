@@ -36,6 +36,7 @@ import submitit
 
 import algorithms
 import bench
+from algorithms.config import ConfigError
 from bench import records
 from bench.profiles import ClusterProfile
 from bench.sweep import JobSpec
@@ -99,6 +100,9 @@ def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> in
     if not todo:
         console.print(f"nothing to submit: all {len(jobs)} runs are done, running or queued ({left_alone})")
         return 0
+    if shutil.which("sbatch") is None:
+        raise ConfigError("--executor slurm: sbatch is not on PATH; submit from a cluster login node (or start "
+                          "scripts/slurm-local-cluster.sh and export SLURM_CONF)")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{os.getpid()}"
     submission_dir = suite_dir / SLURM_DIR / stamp
     code_dir = snapshot_code(submission_dir / "code", plugins=jobs[0].plugins)
@@ -106,16 +110,28 @@ def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> in
     executor.update_parameters(name=job_name(profile, suite_dir))
     tasks: dict[str, str] = {}
     arrays: list[str] = []
-    for start in range(0, len(todo), profile.max_array_size):
-        chunk = todo[start:start + profile.max_array_size]
-        submitted = executor.map_array(RunTask(), chunk)
-        arrays.append(str(submitted[0].job_id).split("_")[0])
-        tasks.update({str(task.job_id): job.name for task, job in zip(submitted, chunk)})
-    record = {"submitted_at": records.now_iso(), "job_name": job_name(profile, suite_dir), "arrays": arrays,
-              "tasks": tasks, "code": str(code_dir),
-              "logs": str(submission_dir / "logs"), "profile": profile_summary(profile)}
-    with open(suite_dir / SLURM_DIR / SUBMISSIONS_FILE, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    try:
+        for start in range(0, len(todo), profile.max_array_size):
+            chunk = todo[start:start + profile.max_array_size]
+            submitted = executor.map_array(RunTask(), chunk)
+            arrays.append(str(submitted[0].job_id).split("_")[0])
+            tasks.update({str(task.job_id): job.name for task, job in zip(submitted, chunk)})
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, subprocess.SubprocessError,
+            OSError) as error:
+        if not arrays:
+            shutil.rmtree(submission_dir, ignore_errors=True)
+            raise ConfigError(f"sbatch refused the submission (check the cluster profile): "
+                              f"{str(error).strip()}") from None
+        console.print(f"[red]submitting stopped after {len(tasks)} run(s):[/] {error}")
+    finally:
+        if arrays:  # what was queued is recorded even when a later chunk failed
+            record = {"submitted_at": records.now_iso(), "job_name": job_name(profile, suite_dir), "arrays": arrays,
+                      "tasks": tasks, "code": str(code_dir), "logs": str(submission_dir / "logs"),
+                      "profile": profile_summary(profile)}
+            with open(suite_dir / SLURM_DIR / SUBMISSIONS_FILE, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+    if len(tasks) < len(todo):
+        return 1
     console.print(f"submitted {len(todo)} run(s) as array job(s) {', '.join(arrays)}"
                   + (f"; left alone: {left_alone}" if left_alone else ""))
     console.print(f"logs: {submission_dir / 'logs'}/<job id>_0_log.out (and .err); code snapshot: {code_dir}")

@@ -53,9 +53,21 @@ def row_for(run_dir: Path) -> RunRow:
             detail = f"final return {summary['final_eval_return']:.1f}, {summary.get('resumes', 0)} resume(s)"
         except (OSError, ValueError, KeyError):
             detail = "summary.json unreadable"
+    elif status.state == "running":
+        detail = _progress(run_dir)
     seed = int(run_dir.name.split("=", 1)[1]) if run_dir.name.startswith("seed=") else -1
     return RunRow(run_dir.parents[2].name, run_dir.parents[1].name, run_dir.parent.name, seed, status.state,
                   detail, run_dir)
+
+
+def _progress(run_dir: Path) -> str:
+    """"step 1200/5000 on <host>" from the heartbeat in attempts.json and the budget in config.yaml."""
+    attempts = records.read_attempts(run_dir)
+    config = records.read_config(run_dir) or {}
+    if not attempts:
+        return ""
+    total = config.get("protocol", {}).get("total_steps", "?")
+    return f"step {attempts[-1].get('end_step', 0)}/{total} on {attempts[-1].get('host', '?')}"
 
 
 def rows_for(run_dirs: Iterable[Path]) -> list[RunRow]:
@@ -67,8 +79,10 @@ def rows_for(run_dirs: Iterable[Path]) -> list[RunRow]:
     joined = []
     for row in rows:
         queue = queues[row.run_dir.parents[2]].get(f"{row.algo}/{row.env_id}/seed={row.seed}", "")
-        state = "pending" if queue and row.state == "not started" else row.state
-        joined.append(replace(row, queue=queue, state=state))
+        state, detail = row.state, row.detail
+        if queue and row.state == "not started":  # its task is queued, or started but has not claimed the run yet
+            state, detail = ("running", "task starting") if queue.split()[1] == "RUNNING" else ("pending", detail)
+        joined.append(replace(row, queue=queue, state=state, detail=detail))
     return joined
 
 

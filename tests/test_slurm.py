@@ -109,13 +109,15 @@ def test_rerun_after_completion_submits_nothing(array_sweep):
 
 
 def test_partial_sweep_submits_only_what_is_left_and_queued_runs_are_not_resubmitted(array_sweep):
-    results, suite, profile, _, _ = array_sweep
+    results, suite, _, _, _ = array_sweep
+    profile = write_profile(results.parent / "chunked.yaml", max_array_size=1)  # 2 runs -> 2 submissions
     try:
         more = bench_cli("run", *GRID, "--seeds", "3", "--executor", "slurm", "--profile", str(profile),
                          results_dir=results, timeout=120)
         assert more.returncode == 0, more.stderr
         assert "submitted 2 run(s)" in more.stdout and "left alone: 4 done" in more.stdout
         assert sorted(submissions(suite)[-1]["tasks"].values()) == ["sac/Pendulum-v1/seed=2", "sdac/Pendulum-v1/seed=2"]
+        assert len(submissions(suite)[-1]["arrays"]) == 2
         again = bench_cli("run", *GRID, "--seeds", "3", "--executor", "slurm", "--profile", str(profile),
                           results_dir=results, timeout=120)
         assert "nothing to submit" in again.stdout and len(submissions(suite)) == 2
@@ -123,11 +125,11 @@ def test_partial_sweep_submits_only_what_is_left_and_queued_runs_are_not_resubmi
         assert status.returncode == 0
         lines = {line.split()[1]: line for line in status.stdout.splitlines() if "arr/" in line}
         assert all("done" in lines[f"arr/{a}/Pendulum-v1/seed={s}"] for a in ("sac", "sdac") for s in (0, 1))
-        array = submissions(suite)[-1]["arrays"][0]
-        for algo in ("sac", "sdac"):  # submitted seconds ago: queued or just started, never "not started"
+        tasks = {run: task for task, run in submissions(suite)[-1]["tasks"].items()}
+        for algo in ("sac", "sdac"):  # submitted seconds ago: queued or running, with its job id; never "not started"
             line = lines[f"arr/{algo}/Pendulum-v1/seed=2"]
             assert ("pending" in line or "running" in line or "done" in line) and "not started" not in line, line
-            assert array in line or "done" in line, line
+            assert tasks[f"{algo}/Pendulum-v1/seed=2"] in line or "done" in line, line
     finally:
         cancel(suite)
 
@@ -169,3 +171,12 @@ def _checkpoint_step(run: Path) -> int:
         return json.loads((run / "checkpoint.json").read_text())["step"]
     except (OSError, ValueError, KeyError):
         return -1
+
+
+def test_submission_refused_by_sbatch_exits_2_with_its_message(slurm_cluster, tmp_path):
+    profile = write_profile(tmp_path / "bad.yaml", partition="nosuchpartition")
+    result = bench_cli("run", "--algos", "sac", "--envs", "Pendulum", "--suite", "bad", *TINY, "--executor", "slurm",
+                       "--profile", str(profile), results_dir=tmp_path / "results")
+    assert result.returncode == 2
+    assert "sbatch refused the submission" in result.stderr and "invalid partition" in result.stderr
+    assert submissions(tmp_path / "results" / "bad") == []
