@@ -4,6 +4,10 @@ process; the executor choice is validated."""
 import json
 import os
 
+import pytest
+
+from algorithms.config import ConfigError
+from bench.profiles import load_profile
 from conftest import TINY, bench_cli
 
 
@@ -64,16 +68,18 @@ def test_debug_executor_runs_the_slurm_task_in_process_and_saves_the_resolved_sp
     assert "executor: debug" in resolved and "- sac/Pendulum-v1/seed=0" in resolved
 
 
-def test_slurm_without_profile_and_unknown_executor_are_rejected(results_dir, tmp_path):
+def test_slurm_without_profile_and_bad_profiles_are_rejected(results_dir, tmp_path):
     no_profile = bench_cli("run", "--algos", "sac", "--envs", "Pendulum", "--executor", "slurm", *TINY,
                            results_dir=results_dir)
     assert no_profile.returncode == 2 and "needs a cluster profile" in no_profile.stderr
-    unknown = bench_cli("run", "--algos", "sac", "--envs", "Pendulum", "--executor", "ray", results_dir=results_dir)
-    assert unknown.returncode == 2 and "invalid choice: 'ray'" in unknown.stderr
+    assert not results_dir.exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("partition: gpu\ncpus: 4\n")
-    bad_profile = bench_cli("run", "--algos", "sac", "--envs", "Pendulum", "--executor", "slurm", "--profile", str(bad),
-                            *TINY, results_dir=results_dir)
-    assert bad_profile.returncode == 2
-    assert "unknown key(s) 'cpus'" in bad_profile.stderr and "cpus_per_task" in bad_profile.stderr
-    assert not results_dir.exists()
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'cpus'.*valid keys of ClusterProfile: account, "):
+        load_profile(bad)
+    bad.write_text("timeout_min: 0\n")
+    with pytest.raises(ConfigError, match="timeout_min must be >= 1, got 0"):
+        load_profile(bad)
+    bad.write_text("sbatch: [exclusive]\n")
+    with pytest.raises(ConfigError, match="'sbatch' must map option names to values"):
+        load_profile(bad)
