@@ -83,3 +83,23 @@ def test_slurm_without_profile_and_bad_profiles_are_rejected(results_dir, tmp_pa
     bad.write_text("sbatch: [exclusive]\n")
     with pytest.raises(ConfigError, match="'sbatch' must map option names to values"):
         load_profile(bad)
+
+
+def test_a_requeued_slurm_task_takes_over_its_own_lock_from_another_node(tmp_path, monkeypatch):
+    """After a node failure the requeued task may start on another node while the dead attempt's RUNNING lock
+    still looks alive there (recent heartbeat); the same SLURM task may take it, anything else may not."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    (directory / "RUNNING").write_text(json.dumps({"host": "other-node", "pid": 1, "slurm_job": "77_1"}))
+    (directory / "attempts.json").write_text("[]")  # a sign of life just now
+    from bench import records
+
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert records.is_running(directory) and not records.claim(directory)
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    assert not records.claim(directory)  # another task of the array
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    assert records.claim(directory)
+    assert json.loads((directory / "RUNNING").read_text())["slurm_job"] == "77_1"
