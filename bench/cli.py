@@ -123,7 +123,8 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
         profile = profiles.load_profile(sweep_spec.profile)
     results_root = args.results_dir or records.default_results_root()
     if executor_name == "slurm":
-        # Array tasks may start in another working directory; the queue runs where the cluster's GPUs are.
+        # Tasks run in their code snapshot's directory, maybe on other nodes: run directories must be absolute.
+        # The device follows the profile's GPUs, not this (login) node's.
         results_root = results_root.resolve()
         device = profile.device if args.device == "auto" else args.device
         threads = args.threads or profile.cpus_per_task
