@@ -130,13 +130,11 @@ def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> in
                       "profile": profile_summary(profile)}
             with open(suite_dir / SLURM_DIR / SUBMISSIONS_FILE, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
-    if len(tasks) < len(todo):
-        return 1
-    console.print(f"submitted {len(todo)} run(s) as array job(s) {', '.join(arrays)}"
+    console.print(f"submitted {len(tasks)} run(s) as array job(s) {', '.join(arrays)}"
                   + (f"; left alone: {left_alone}" if left_alone else ""))
     console.print(f"logs: {submission_dir / 'logs'}/<job id>_0_log.out (and .err); code snapshot: {code_dir}")
     console.print(f"follow with: bench status {suite_dir}")
-    return 0
+    return 0 if len(tasks) == len(todo) else 1
 
 
 def make_submitit_executor(cluster: str, folder: Path, profile: ClusterProfile | None,
