@@ -13,8 +13,9 @@ from rich.table import Table
 
 import algorithms
 from algorithms.config import ConfigError  # noqa: I001  (torch loads on first use, see algorithms/__init__)
-from bench import records
+from bench import records, spec
 from bench.protocols import DEFAULT_PROTOCOL, available_protocols, load_protocol
+from bench.spec import EXECUTORS
 
 PROTOCOL_FLAGS = {  # flag attribute -> Protocol field
     "steps": "total_steps", "eval_every": "eval_every", "eval_episodes": "eval_episodes",
@@ -27,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="Seeded sweeps of online RL algorithms.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="expand algos x envs x seeds into runs and execute (or resume) them")
-    _grid_arguments(run, required=True)
+    run = commands.add_parser("run", help="expand a sweep spec, or algos x envs x seeds, into runs and execute, "
+                                          "resume or submit them")
+    run.add_argument("spec", nargs="?", type=Path, help="sweep spec YAML (sweeps/*.yaml); or give --algos and --envs")
+    _grid_arguments(run)
     run.add_argument("--eval-every", type=int, help="env steps between evaluations")
     run.add_argument("--eval-episodes", type=int, help="episodes per evaluation")
     run.add_argument("--warmup", type=int, help="uniform-random warm-up env steps")
@@ -48,23 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                      help=f"import MODULE to register extra algorithms (also ${PLUGIN_ENV_VAR}, comma-separated)")
     run.add_argument("--dry-run", action="store_true", help="print the runs and exit without writing anything")
+    run.add_argument("--executor", choices=EXECUTORS,
+                     help="local: process pool here (default); slurm: submit job arrays and exit; "
+                          "debug: submitit's in-process executor")
+    run.add_argument("--profile", type=Path, metavar="FILE",
+                     help="cluster profile YAML for --executor slurm (see sweeps/profiles/)")
 
-    status = commands.add_parser("status", help="state of runs, read from their directories")
-    status.add_argument("path", nargs="?", type=Path, help="results root, suite folder or run folder")
-    _grid_arguments(status, required=False)
+    status = commands.add_parser("status", help="state of runs, read from their directories (+ SLURM queue state)")
+    status.add_argument("path", nargs="?", type=Path, help="results root, suite folder, run folder or sweep spec")
+    _grid_arguments(status)
 
     commands.add_parser("list", help="show algorithms, environments and protocols")
     _report_parsers(commands)
     return parser
 
 
-def _grid_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
-    """The flags that name a set of runs; shared by `run` and `status`."""
-    parser.add_argument("--algos", required=required, help="comma-separated algorithm names (see `bench list`)")
-    parser.add_argument("--envs", required=required, help="comma-separated env short names or Gymnasium ids")
-    parser.add_argument("--seeds", default="1", help="count (10 -> 0..9), list (3,5,7) or range (0-4)")
-    parser.add_argument("--suite", default="default", help="results/<suite>/... (default: %(default)s)")
-    parser.add_argument("--protocol", default=DEFAULT_PROTOCOL, help="protocol name or YAML path (default: %(default)s)")
+GRID_DEFAULTS = {"seeds": "1", "suite": "default", "protocol": DEFAULT_PROTOCOL}
+
+
+def _grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that name a set of runs; shared by `run` and `status`. Defaults are applied in _grid_spec, so
+    that flags given next to a sweep spec can be told apart from defaults."""
+    parser.add_argument("--algos", help="comma-separated algorithm names (see `bench list`)")
+    parser.add_argument("--envs", help="comma-separated env short names or Gymnasium ids")
+    parser.add_argument("--seeds", help="count (10 -> 0..9), list (3,5,7) or range (0-4) (default: 1)")
+    parser.add_argument("--suite", help="results/<suite>/... (default: default; with a spec: its name)")
+    parser.add_argument("--protocol", help=f"protocol name or YAML path (default: {DEFAULT_PROTOCOL})")
     parser.add_argument("--steps", type=int, help="total env steps (protocol total_steps)")
     parser.add_argument("--env-version", help="version for short env names, e.g. v4")
     parser.add_argument("--results-dir", type=Path,
@@ -90,18 +102,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> int:
-    from bench import sweep
+    from bench import profiles, sweep
+    from bench.executors import make_executor
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     plugins = [*args.plugin, *filter(None, os.environ.get(PLUGIN_ENV_VAR, "").split(","))]
-    jobs = sweep.expand(
-        sweep.split_names(args.algos), sweep.split_names(args.envs), sweep.parse_seeds(args.seeds),
-        suite=args.suite, protocol=args.protocol, protocol_overrides=_protocol_flags(args),
-        overrides=args.override, results_root=args.results_dir, device=_device(args.device),
-        torch_threads=args.threads or max(1, (os.cpu_count() or 1) // args.workers),
-        argv=["bench", *argv], plugins=plugins, checkpoint_every=args.checkpoint_every, config_files=args.config,
-    )
+    sweep_spec = _grid_spec(args, config_files=args.config, plugins=plugins, command="bench run")
+    if args.spec is not None:  # flags add to the spec: more override files after its own, -o last
+        sweep_spec.config += [str(path.resolve()) for path in args.config]
+        sweep_spec.plugins += [name for name in plugins if name not in sweep_spec.plugins]
+        if args.executor:
+            sweep_spec.executor = args.executor
+        if args.profile:
+            sweep_spec.profile = str(args.profile.resolve())
+    executor_name = sweep_spec.executor
+    profile = None
+    if executor_name == "slurm":
+        if not sweep_spec.profile:
+            raise ConfigError("--executor slurm needs a cluster profile: --profile FILE or 'profile:' in the sweep "
+                              "spec (examples: sweeps/profiles/local-cluster.yaml, example-cluster.yaml)")
+        profile = profiles.load_profile(sweep_spec.profile)
+    results_root = args.results_dir or records.default_results_root()
+    if executor_name == "slurm":
+        # Tasks run in their code snapshot's directory, maybe on other nodes: run directories must be absolute.
+        # The device follows the profile's GPUs, not this (login) node's.
+        results_root = results_root.resolve()
+        device = profile.device if args.device == "auto" else args.device
+        threads = args.threads or profile.cpus_per_task
+    else:
+        device = _device(args.device)
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    jobs = sweep_spec.expand(results_root=results_root, device=device, torch_threads=threads, argv=["bench", *argv],
+                             cli_overrides=args.override, protocol_flags=_protocol_flags(args),
+                             checkpoint_every=args.checkpoint_every)
     if args.dry_run:
         console.print(_dry_run_table(jobs))
         return 0
@@ -118,35 +152,30 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
                 f"{len(conflicts)} run(s) already hold a different configuration; not resuming them:\n  "
                 + "\n  ".join(conflicts) + "\nUse another --suite, or --overwrite to discard them and start over."
             )
-    return _execute(jobs, args.workers, console)
+    spec.save_resolved(sweep_spec, jobs, Path(jobs[0].run_dir).parents[2])
+    return make_executor(executor_name, workers=args.workers, profile=profile).launch(jobs, console)
 
 
-def _execute(jobs: list, workers: int, console: Console) -> int:
-    from bench.executors import run_local
-    from bench.progress import SweepProgress, summary_table
-
-    todo = sum(records.run_status(Path(job.run_dir)).state != "done" for job in jobs)
-    console.print(f"{len(jobs)} runs ({todo} to do, {len(jobs) - todo} already done) with {workers} workers; "
-                  f"results in {Path(jobs[0].run_dir).parents[2].resolve()}")
-    with SweepProgress(len(jobs), jobs[0].protocol["total_steps"], console) as progress:
-        results = run_local(jobs, min(workers, len(jobs)), progress.handle)
-    console.print(summary_table(results))
-    console.print(f"results: {Path(jobs[0].run_dir).parents[2].resolve()}")
-    by_status = {status: [job.name for job, result in zip(jobs, results) if result.get("status") == status]
-                 for status in ("failed", "interrupted", "busy")}
-    if by_status["busy"]:
-        console.print(f"[yellow]{len(by_status['busy'])} run(s) are running in another process[/], left alone: "
-                      + ", ".join(by_status["busy"]))
-    if by_status["failed"]:
-        console.print(f"[red]{len(by_status['failed'])} run(s) failed[/] (traceback in <run dir>/error.txt): "
-                      + ", ".join(by_status["failed"]))
-        return 1
-    if by_status["interrupted"] or by_status["busy"]:
-        console.print(f"{len(by_status['interrupted'])} run(s) stopped before finishing (the ones that had "
-                      "started wrote a checkpoint): run the same command again to resume")
-        from bench.run import INTERRUPTED_EXIT_CODE
-        return INTERRUPTED_EXIT_CODE
-    return 0
+def _grid_spec(args: argparse.Namespace, config_files: Sequence[Path], plugins: Sequence[str],
+               command: str) -> "spec.SweepSpec":
+    """The sweep named on the command line: a spec file, or the grid flags (two ways to the same job list)."""
+    if args.spec is not None:
+        given = [f"--{name}" for name in ("algos", "envs", "seeds", "protocol") if getattr(args, name) is not None]
+        if given:
+            raise ConfigError(f"{command} {args.spec}: {', '.join(given)} cannot be combined with a sweep spec "
+                              "(the spec defines the grid; edit it or use the flag form)")
+        sweep_spec = spec.load_spec(args.spec)
+        if args.suite:
+            sweep_spec.name = args.suite
+        return sweep_spec
+    if not (args.algos and args.envs):
+        raise ConfigError(f"{command}: give a sweep spec (sweeps/*.yaml) or both --algos and --envs")
+    return spec.from_flags(
+        suite=args.suite or GRID_DEFAULTS["suite"], algos=args.algos, envs=args.envs,
+        seeds=args.seeds or GRID_DEFAULTS["seeds"], protocol=args.protocol or GRID_DEFAULTS["protocol"],
+        config_files=config_files, executor=getattr(args, "executor", None) or "local",
+        profile=getattr(args, "profile", None), plugins=plugins,
+    )
 
 
 def _protocol_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,21 +184,19 @@ def _protocol_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def command_status(args: argparse.Namespace, console: Console) -> int:
-    from bench import status, sweep
+    from bench import status
 
-    if args.algos or args.envs:
-        if not (args.algos and args.envs):
-            raise ConfigError("bench status: give both --algos and --envs (or a path)")
-        jobs = sweep.expand(sweep.split_names(args.algos), sweep.split_names(args.envs),
-                            sweep.parse_seeds(args.seeds), suite=args.suite, protocol=args.protocol,
-                            protocol_overrides=_protocol_flags(args), results_root=args.results_dir)
+    if args.path is not None and args.path.suffix in (".yaml", ".yml") or args.algos or args.envs:
+        args.spec = args.path if args.path is not None and args.path.suffix in (".yaml", ".yml") else None
+        jobs = _grid_spec(args, config_files=[], plugins=[], command="bench status").expand(
+            results_root=args.results_dir, protocol_flags=_protocol_flags(args))
         run_dirs = [Path(job.run_dir) for job in jobs]
     else:
         root = args.path or args.results_dir or records.default_results_root()
         if not root.exists():
             raise ConfigError(f"bench status: {str(root)!r} does not exist")
         run_dirs = status.find_run_dirs(root)
-    rows = [status.row_for(run_dir) for run_dir in run_dirs]
+    rows = status.rows_for(run_dirs)
     console.print(_status_table(rows))
     console.print(_totals_table(status.totals(rows), status.STATES))
     return 0
@@ -177,12 +204,14 @@ def command_status(args: argparse.Namespace, console: Console) -> int:
 
 def _status_table(rows: list) -> Table:
     table = Table(title=f"{len(rows)} runs")
-    for column in ("run", "state", "detail"):
+    with_queue = any(row.queue for row in rows)
+    for column in ("run", "state", "detail", *(["SLURM queue"] if with_queue else [])):
         table.add_column(column)
-    colours = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
+    colours = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "blue"}
     for row in rows:
         colour = colours.get(row.state)
-        table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else row.state, row.detail)
+        table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else row.state, row.detail,
+                      *([row.queue] if with_queue else []))
     return table
 
 

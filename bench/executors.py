@@ -1,10 +1,17 @@
-"""Where ``run_one`` executes. Executors differ only in that; everything else reads the run directories.
+"""Where runs execute. One interface, three executors; everything else reads the run directories.
 
-``local``: a process pool. Each run gets a fresh spawned process (``max_tasks_per_child=1``) so its peak
-RSS, torch thread setting and CUDA context are its own, and a crash in one run cannot poison another.
+    executor.launch(jobs, console) -> exit status
 
-Stopping: SIGTERM / SIGUSR2 / SIGINT to the launching process (or to its whole process group, as SLURM and
-Ctrl-C do) stops new runs from starting and makes every active run checkpoint and return "interrupted".
+``local`` (:class:`LocalExecutor`): a process pool on this machine; blocks with live progress. Each run gets a
+fresh spawned process (``max_tasks_per_child=1``) so its peak RSS, torch thread setting and CUDA context are its
+own, and a crash in one run cannot poison another.
+
+``slurm`` (:class:`SubmititExecutor`): submits the runs as SLURM job arrays through submitit and returns at once
+(:mod:`bench.slurm`). ``debug``: submitit's in-process executor running the same task as a SLURM array task does,
+one run after the other, for stepping through with a debugger.
+
+Stopping the local pool: SIGTERM / SIGUSR2 / SIGINT to the launching process (or to its whole process group, as
+SLURM and Ctrl-C do) stops new runs from starting and makes every active run checkpoint and return "interrupted".
 A second SIGINT kills the workers at once (their last periodic checkpoint still holds).
 """
 
@@ -16,10 +23,13 @@ import queue as queue_module
 import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
+
+from rich.console import Console
 
 from bench import records
-from bench.run import STOP_SIGNALS, run_one
+from bench.profiles import ClusterProfile
+from bench.run import INTERRUPTED_EXIT_CODE, STOP_SIGNALS, run_one
 from bench.sweep import JobSpec
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -119,3 +129,81 @@ def _result(future: Future, job: JobSpec, on_event: EventHandler, stopping: bool
         summary = {**identity, "status": "failed", "error": message}
     on_event({"event": "end", "job": job.name, "summary": summary})
     return summary
+
+
+class Executor(Protocol):
+    def launch(self, jobs: Sequence[JobSpec], console: Console) -> int:
+        """Run (or submit) ``jobs``; DONE runs are skipped. Returns the command's exit status."""
+
+
+def make_executor(name: str, workers: int = 1, profile: ClusterProfile | None = None) -> Executor:
+    if name == "local":
+        return LocalExecutor(workers)
+    if name in ("slurm", "debug"):
+        return SubmititExecutor(name, profile)
+    raise ValueError(f"unknown executor {name!r}")
+
+
+class LocalExecutor:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def launch(self, jobs: Sequence[JobSpec], console: Console) -> int:
+        from bench.progress import SweepProgress
+
+        workers, todo = min(self.workers, len(jobs)), _count_todo(jobs)
+        console.print(f"{len(jobs)} runs ({todo} to do, {len(jobs) - todo} already done) with {workers} workers; "
+                      f"results in {_suite_root(jobs)}")
+        with SweepProgress(len(jobs), jobs[0].protocol["total_steps"], console) as progress:
+            results = run_local(jobs, workers, progress.handle)
+        return report(jobs, results, console)
+
+
+class SubmititExecutor:
+    def __init__(self, cluster: str, profile: ClusterProfile | None) -> None:
+        if cluster == "slurm" and profile is None:
+            raise ValueError("the slurm executor needs a cluster profile")
+        self.cluster, self.profile = cluster, profile
+
+    def launch(self, jobs: Sequence[JobSpec], console: Console) -> int:
+        from bench import slurm
+
+        if self.cluster == "slurm":
+            assert self.profile is not None
+            return slurm.submit(jobs, self.profile, console)
+        console.print(f"{len(jobs)} runs ({_count_todo(jobs)} to do) in this process (submitit debug executor); "
+                      f"results in {_suite_root(jobs)}")
+        folder = Path(jobs[0].run_dir).parents[2] / slurm.SLURM_DIR / "debug" / "%j"
+        executor = slurm.make_submitit_executor("debug", folder, None)
+        results = [executor.submit(slurm.RunTask(raise_on_failure=False), job).result() for job in jobs]
+        return report(jobs, results, console)
+
+
+def _count_todo(jobs: Sequence[JobSpec]) -> int:
+    return sum(records.run_status(Path(job.run_dir)).state != "done" for job in jobs)
+
+
+def _suite_root(jobs: Sequence[JobSpec]) -> Path:
+    return Path(jobs[0].run_dir).parents[2].resolve()
+
+
+def report(jobs: Sequence[JobSpec], results: Sequence[dict[str, Any]], console: Console) -> int:
+    """The summary table and what to do next; the exit status of a sweep run to its end here."""
+    from bench.progress import summary_table
+
+    console.print(summary_table(results))
+    console.print(f"results: {_suite_root(jobs)}")
+    by_status = {status: [job.name for job, result in zip(jobs, results) if result.get("status") == status]
+                 for status in ("failed", "interrupted", "busy")}
+    if by_status["busy"]:
+        console.print(f"[yellow]{len(by_status['busy'])} run(s) are running in another process[/], left alone: "
+                      + ", ".join(by_status["busy"]))
+    if by_status["failed"]:
+        console.print(f"[red]{len(by_status['failed'])} run(s) failed[/] (traceback in <run dir>/error.txt): "
+                      + ", ".join(by_status["failed"]))
+        return 1
+    if by_status["interrupted"] or by_status["busy"]:
+        console.print(f"{len(by_status['interrupted'])} run(s) stopped before finishing (the ones that had "
+                      "started wrote a checkpoint): run the same command again to resume")
+        return INTERRUPTED_EXIT_CODE
+    return 0

@@ -37,6 +37,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 RESULTS_ENV_VAR = "BENCH_RESULTS_DIR"
+SNAPSHOT_INFO = "SNAPSHOT.json"  # beside the packages in a sweep's code snapshot (bench.slurm)
 DONE_FILE = "DONE"
 ERROR_FILE = "error.txt"
 
@@ -227,16 +228,26 @@ def attempts_wall_time(attempts: list[dict[str, Any]]) -> float:
     return sum(max(0.0, a["last_alive"] - a["started"]) for a in attempts)
 
 
+def slurm_task_id() -> str | None:
+    """``<array job>_<task>`` (or the plain job id) when running inside a SLURM job; it survives requeues."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
 def claim(directory: Path) -> bool:
     """Take the run for this process (O_EXCL, so two launchers cannot both take it); a lock left by a dead
-    process is taken over. False if a live process holds it."""
+    process is taken over, and so is one of an earlier attempt of this same SLURM job (requeued, perhaps onto
+    another node: SLURM runs one instance of a job at a time). False if a live process holds it."""
     lock = Path(directory) / "RUNNING"
-    owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
+    slurm_job = slurm_task_id()
+    owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": slurm_job}).encode()
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            if is_running(directory):
+            if is_running(directory) and not (slurm_job and _lock_owner(directory).get("slurm_job") == slurm_job):
                 return False
             lock.unlink(missing_ok=True)  # stale: its process is gone
             continue
@@ -256,15 +267,21 @@ STALE_AFTER_S = 900  # a run on another host with no sign of life for this long 
 def is_running(directory: Path) -> bool:
     """True if a live process holds the run: same host and its pid exists, or another host and the run
     showed a sign of life recently (attempts.json is touched at every log row and checkpoint)."""
-    lock = Path(directory) / "RUNNING"
-    try:
-        owner = json.loads(lock.read_text())
-    except (OSError, ValueError):
+    owner = _lock_owner(directory)
+    if not owner:
         return False
     if owner.get("host") == socket.gethostname():
         return _pid_alive(int(owner.get("pid", -1)))
     heartbeat = Path(directory) / "attempts.json"
     return heartbeat.exists() and time.time() - heartbeat.stat().st_mtime < STALE_AFTER_S
+
+
+def _lock_owner(directory: Path) -> dict[str, Any]:
+    try:
+        owner = json.loads((Path(directory) / "RUNNING").read_text())
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -328,6 +345,12 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
 def git_state(path: Path | None = None) -> dict[str, Any]:
     """Commit and dirtiness of the repository holding this package (None outside a checkout)."""
     where = str(path or Path(__file__).resolve().parent)
+    snapshot = Path(where).parent / SNAPSHOT_INFO
+    if path is None and snapshot.exists():  # a sweep's code snapshot: not a checkout, but it knows its source
+        try:
+            return json.loads(snapshot.read_text())["git"]
+        except (OSError, ValueError, KeyError):
+            return {"commit": None, "dirty": None}
     try:
         commit = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
@@ -371,6 +394,7 @@ def manifest(device: str, argv: Sequence[str] | None = None) -> dict[str, Any]:
         "git": git_state(),
         "hardware": hardware(device),
         "argv": list(argv if argv is not None else sys.argv),
+        "package_dir": str(Path(__file__).resolve().parent.parent),  # a sweep snapshot for SLURM jobs
         "start_time": now_iso(),
         "end_time": None,
     }

@@ -8,6 +8,7 @@ when an earlier attempt was killed, and returns the summary.
 from __future__ import annotations
 
 import math
+import os
 import random
 import resource
 import signal
@@ -43,6 +44,7 @@ class RunInterrupted(Exception):
     """A stop signal arrived; a checkpoint was written and the run can be resumed."""
 
 
+
 def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Callable[[], bool] | None = None
             ) -> dict[str, Any]:
     """Train ``job`` to completion (resuming an interrupted attempt) and record it. A DONE run is skipped.
@@ -73,7 +75,8 @@ def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Call
             summary = Trainer(job, directory, report, resume_state, signals).train()
         _record_success(job, directory, summary)
     except RunInterrupted as stop:
-        summary = {**_identity(job), "status": "interrupted", "detail": str(stop)}
+        summary = {**_identity(job), "status": "interrupted", "detail": str(stop),
+                   "signals": sorted(set(signals.all_received))}
     except BaseException as error:  # noqa: BLE001 - a crash must leave a record, whatever it was
         summary = _record_failure(job, directory, error)
         if not isinstance(error, Exception):
@@ -171,6 +174,7 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.all_received: list[str] = []  # e.g. preemption: SIGTERM and SIGUSR2, in either order
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopSignals":
@@ -181,6 +185,7 @@ class _StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = signum
+        self.all_received.append(signal.Signals(signum).name)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
@@ -428,6 +433,7 @@ class Trainer:
             **{f"time/{name}_s": seconds for name, seconds in parts.items()},
             "time/overhead_frac": max(0.0, 1.0 - sum(parts.values()) / train_time),
             "mem/rss_peak_mb": peak_rss_mb(), **cuda_memory(self.device),
+            "torch_threads": torch.get_num_threads(),
         }
 
     def _sps_after_warmup(self, train_time: float) -> float | None:
@@ -446,7 +452,8 @@ class Trainer:
                 attempt["outcome"] = "killed"
         now = time.time()
         attempts.append({"started": now, "last_alive": now, "start_step": self.step, "end_step": self.step,
-                         "host": socket.gethostname(), "outcome": "running"})
+                         "host": socket.gethostname(), "slurm_job": records.slurm_task_id(),
+                         "slurm_restart": int(os.environ.get("SLURM_RESTART_COUNT", 0)), "outcome": "running"})
         records.write_attempts(self.directory, attempts)
 
     def _heartbeat(self, outcome: str = "running") -> None:

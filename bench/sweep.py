@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from algorithms import base as algo_base
+import algorithms as algo_base  # lazy: torch loads when an algorithm is first looked up
 from algorithms import config as cfg
 from bench import records
 from bench.envs import resolve_env_id
@@ -125,15 +125,19 @@ def load_override_file(path: Path | str, algos: Sequence[str]) -> RoutedOverride
     path = Path(path)
     if not path.exists():
         raise cfg.ConfigError(f"--config {str(path)!r}: no such file")
-    data = cfg.read_yaml(path)
+    return route_sections(cfg.read_yaml(path), algos, str(path))
+
+
+def route_sections(data: Mapping[str, Any], algos: Sequence[str], where: str) -> RoutedOverrides:
+    """Overrides in the shape of a ``--config`` file (``{algo or 'protocol': {key: value}}``), checked and routed."""
     routed = RoutedOverrides(per_algo={algo: {} for algo in algos})
     valid = set(algo_base.available_algorithms()) | {"protocol"}
     for section, values in data.items():
         if section not in valid:
-            raise cfg.ConfigError(f"{path}: unknown section {section!r}; valid sections: "
+            raise cfg.ConfigError(f"{where}: unknown section {section!r}; valid sections: "
                                   f"{', '.join(sorted(valid))}")
         if not isinstance(values, dict):
-            raise cfg.ConfigError(f"{path}: section {section!r} must map keys to values")
+            raise cfg.ConfigError(f"{where}: section {section!r} must map keys to values")
         if section == "protocol":
             routed.protocol.update(values)
         elif section in routed.per_algo:
@@ -156,22 +160,28 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
            protocol: str = DEFAULT_PROTOCOL, protocol_overrides: Mapping[str, Any] | None = None,
            overrides: Sequence[str] = (), results_root: Path | str | None = None, device: str = "cpu",
            torch_threads: int = 1, argv: Sequence[str] = (), plugins: Sequence[str] = (),
-           checkpoint_every: int | None = None, config_files: Sequence[Path | str] = ()) -> list[JobSpec]:
+           checkpoint_every: int | None = None, config_files: Sequence[Path | str] = (),
+           inline_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+           env_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> list[JobSpec]:
     """Cartesian product algos x envs x seeds, every config resolved and validated.
 
     Precedence, lowest first: dataclass defaults, the algorithm YAML's ``default`` and env blocks,
-    ``config_files`` in order, then ``overrides`` (``-o``)."""
+    ``config_files`` in order, ``inline_overrides`` (a sweep spec's ``overrides``, same shape as a file), the
+    spec's ``env_overrides`` for that env, then ``overrides`` (``-o``)."""
     _check_suite_name(suite)
     load_plugins(plugins)
     algo_names = _unique("algorithm", [algo_base.get_algorithm(name).name for name in algos])
     routed = RoutedOverrides(per_algo={algo: {} for algo in algo_names})
+    cli_layer = route_overrides(overrides, algo_names)
     for layer in [*(load_override_file(path, algo_names) for path in config_files),
-                  route_overrides(overrides, algo_names)]:
+                  route_sections(inline_overrides or {}, algo_names, "sweep spec overrides")]:
         routed.protocol.update(layer.protocol)
         for algo, values in layer.per_algo.items():
             routed.per_algo[algo].update(values)
+    routed.protocol.update(cli_layer.protocol)
     resolved_protocol: Protocol = load_protocol(protocol, {**(protocol_overrides or {}), **routed.protocol})
     env_ids = _unique("environment", [resolve_env_id(env, resolved_protocol.env_version) for env in envs])
+    per_env = _route_env_overrides(env_overrides or {}, env_ids, algo_names, resolved_protocol.env_version)
     root = Path(results_root) if results_root is not None else records.default_results_root()
     protocol_dict = cfg.to_dict(resolved_protocol)
     if checkpoint_every is not None and (checkpoint_every < 0 or checkpoint_every % resolved_protocol.n_envs):
@@ -180,7 +190,8 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
     jobs = []
     for algo in algo_names:
         for env_id in env_ids:
-            agent_config = cfg.to_dict(algo_base.resolve_config(algo, env_id, routed.per_algo[algo]))
+            values = {**routed.per_algo[algo], **per_env.get(env_id, {}).get(algo, {}), **cli_layer.per_algo[algo]}
+            agent_config = cfg.to_dict(algo_base.resolve_config(algo, env_id, values))
             for seed in seeds:
                 jobs.append(JobSpec(
                     algo=algo, env_id=env_id, seed=int(seed), suite=suite, protocol=protocol_dict,
@@ -189,6 +200,23 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
                     plugins=tuple(plugins), checkpoint_every=checkpoint_every,
                 ))
     return jobs
+
+
+def _route_env_overrides(env_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]], env_ids: Sequence[str],
+                         algos: Sequence[str], version: str | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{env: {algo: {key: value}}}`` keyed by resolved env id; an env not in the sweep or a protocol section is an
+    error (the protocol is what makes a suite's curves comparable, so it is the same for every env)."""
+    per_env: dict[str, dict[str, dict[str, Any]]] = {}
+    for env, sections in env_overrides.items():
+        env_id = resolve_env_id(env, version)
+        if env_id not in env_ids:
+            raise cfg.ConfigError(f"env_overrides: {env!r} ({env_id}) is not an environment of this sweep; "
+                                  f"valid: {', '.join(env_ids)}")
+        if "protocol" in sections:
+            raise cfg.ConfigError(f"env_overrides.{env}: a protocol cannot differ per environment; "
+                                  "set it in 'overrides' or make a separate suite")
+        per_env[env_id] = route_sections(sections, algos, f"env_overrides.{env}").per_algo
+    return per_env
 
 
 def _check_suite_name(suite: str) -> None:

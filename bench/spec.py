@@ -1,0 +1,207 @@
+"""Sweep specs (``sweeps/*.yaml``): a named suite of algorithms x environments x seeds, its protocol and overrides,
+and where it runs. ``bench run sweeps/x.yaml`` and the flag form ``bench run --algos ... --envs ...`` both build a
+:class:`SweepSpec`, so they make the same job list.
+
+    name: smoke                      # the suite: results/<name>/
+    algos: [sac, sdac]
+    envs: [Pendulum, InvertedPendulum]
+    seeds: 2                         # count (0..1), list [3, 5] or range "0-4"
+    protocol: quick                  # name or YAML path
+    config: [../algorithms/configs/cpu-smoke.yaml]   # override files (as --config), relative to this file
+    overrides:                       # inline, same shape as a --config file, applied after it
+      protocol: {total_steps: 5000}
+      sdac: {hidden: [64, 64]}
+    env_overrides:                   # per environment, then per algorithm, applied after `overrides`
+      InvertedPendulum: {sac: {tau: 0.01}}
+    executor: local                  # local | slurm | debug
+    profile: profiles/local-cluster.yaml   # cluster profile for slurm (relative to this file)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from algorithms.config import ConfigError, read_yaml
+from bench import sweep
+from bench.protocols import DEFAULT_PROTOCOL
+from bench.sweep import JobSpec
+
+EXECUTORS = ("local", "slurm", "debug")
+SPEC_FILE = "sweep.yaml"  # the resolved spec, saved in the suite folder
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    algos: list[str]
+    envs: list[str]
+    seeds: list[int]
+    protocol: str = DEFAULT_PROTOCOL
+    config: list[str] = field(default_factory=list)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    env_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    executor: str = "local"
+    profile: str | None = None
+    plugins: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def expand(self, *, results_root: Path | str | None = None, device: str = "cpu", torch_threads: int = 1,
+               argv: Sequence[str] = (), cli_overrides: Sequence[str] = (), protocol_flags: Mapping[str, Any] | None = None,
+               checkpoint_every: int | None = None, extra_plugins: Sequence[str] = ()) -> list[JobSpec]:
+        return sweep.expand(
+            self.algos, self.envs, self.seeds, suite=self.name, protocol=self.protocol,
+            protocol_overrides=protocol_flags, overrides=cli_overrides, results_root=results_root, device=device,
+            torch_threads=torch_threads, argv=argv, plugins=[*self.plugins, *extra_plugins],
+            checkpoint_every=checkpoint_every, config_files=self.config, inline_overrides=self.overrides,
+            env_overrides=self.env_overrides,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SPEC_KEYS = tuple(f.name for f in dataclasses.fields(SweepSpec))
+REQUIRED_KEYS = ("name", "algos", "envs")
+
+
+def load_spec(path: Path | str) -> SweepSpec:
+    """Read and check a sweep spec: unknown keys, wrong shapes and bad executors fail here with the valid choices.
+    Algorithm names, environments, config keys and values are checked when the spec is expanded."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec {str(path)!r}: no such file")
+    try:
+        data = read_yaml(path)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"sweep spec {path}: not valid YAML ({error})") from None
+    where = f"sweep spec {path}"
+    unknown = sorted(set(data) - set(SPEC_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(SPEC_KEYS)}")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
+    base = path.resolve().parent
+    return SweepSpec(
+        name=_text(data["name"], "name", where),
+        algos=sweep.split_names(_names(data["algos"], "algos", where)),
+        envs=sweep.split_names(_names(data["envs"], "envs", where)),
+        seeds=_seeds(data.get("seeds", 1), where),
+        protocol=_relative_if_file(_text(data.get("protocol", DEFAULT_PROTOCOL), "protocol", where), base),
+        config=[str(_resolve(base, item)) for item in _list(data.get("config", []), "config", where)],
+        overrides=_sections(data.get("overrides", {}), "overrides", where),
+        env_overrides={str(env): _sections(sections, f"env_overrides.{env}", where)
+                       for env, sections in _mapping(data.get("env_overrides", {}), "env_overrides", where).items()},
+        executor=check_executor(_text(data.get("executor", "local"), "executor", where), where),
+        profile=str(_resolve(base, data["profile"])) if data.get("profile") else None,
+        plugins=[str(item) for item in _list(data.get("plugins", []), "plugins", where)],
+        description=str(data.get("description", "")),
+    )
+
+
+def from_flags(*, suite: str, algos: str, envs: str, seeds: str, protocol: str, config_files: Sequence[Path],
+               executor: str, profile: Path | None, plugins: Sequence[str]) -> SweepSpec:
+    """The spec the flag form describes (file paths relative to the working directory)."""
+    return SweepSpec(
+        name=suite, algos=sweep.split_names(algos), envs=sweep.split_names(envs), seeds=sweep.parse_seeds(seeds),
+        protocol=protocol, config=[str(Path(path).resolve()) for path in config_files],
+        executor=check_executor(executor, "--executor"), profile=str(Path(profile).resolve()) if profile else None,
+        plugins=list(plugins),
+    )
+
+
+def check_executor(name: str, where: str) -> str:
+    if name not in EXECUTORS:
+        raise ConfigError(f"{where}: unknown executor {name!r}; valid choices: {', '.join(EXECUTORS)}")
+    return name
+
+
+def save_resolved(spec: SweepSpec, jobs: Sequence[JobSpec], suite_dir: Path) -> Path:
+    """``<suite>/sweep.yaml``: the spec with every path absolute and seeds listed, plus the runs it made (read by
+    ``bench status`` to list runs that have not started)."""
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    data = {**spec.to_dict(), "runs": [job.name for job in jobs]}
+    target = suite_dir / SPEC_FILE
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text("# Resolved sweep spec, written by `bench run`; `bench status` reads `runs`.\n"
+                   + yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(target)
+    return target
+
+
+def read_resolved_runs(suite_dir: Path) -> list[str]:
+    """Run names (``algo/env_id/seed=k``) of the last sweep launched into ``suite_dir``; [] if none is recorded."""
+    try:
+        data = yaml.safe_load((Path(suite_dir) / SPEC_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    runs = data.get("runs") if isinstance(data, dict) else None
+    return [str(run) for run in runs] if isinstance(runs, list) else []
+
+
+# Shape checks -------------------------------------------------------------------------------------
+def _text(value: Any, key: str, where: str) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{where}: {key!r} must be a string, got {value!r}")
+    return str(value)
+
+
+def _names(value: Any, key: str, where: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return value
+    raise ConfigError(f"{where}: {key!r} must be a non-empty list of names (or a comma-separated string), got {value!r}")
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    """A list is the seeds themselves ([3] is seed 3); a number or string reads as on the command line (3 is 0..2)."""
+    if isinstance(value, list) and value and all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        if len(set(value)) != len(value) or min(value) < 0:
+            raise ConfigError(f"{where}: 'seeds' {value}: seeds must be >= 0 and listed once")
+        return list(value)
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return sweep.parse_seeds(str(value))
+    raise ConfigError(f"{where}: 'seeds' must be a count (10), a list ([3, 5]) or a range ('0-4'), got {value!r}")
+
+
+def _list(value: Any, key: str, where: str) -> list[Any]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: {key!r} must be a list, got {value!r}")
+    return value
+
+
+def _mapping(value: Any, key: str, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key!r} must be a mapping, got {value!r}")
+    return value
+
+
+def _sections(value: Any, key: str, where: str) -> dict[str, dict[str, Any]]:
+    """``{section: {field: value}}``; which sections and fields are valid is checked at expansion."""
+    sections = _mapping(value, key, where)
+    for section, values in sections.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: {key}.{section} must map config keys to values, got {values!r}")
+    return {str(section): dict(values) for section, values in sections.items()}
+
+
+def _resolve(base: Path, item: Any) -> Path:
+    path = Path(str(item)).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _relative_if_file(protocol: str, base: Path) -> str:
+    """A protocol given as a YAML path is relative to the spec; a name stays a name."""
+    if protocol.endswith((".yaml", ".yml")):
+        return str(_resolve(base, protocol))
+    return protocol
