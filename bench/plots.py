@@ -54,7 +54,7 @@ def aggregates(points: dict, cis: dict, metric_names: Sequence[str], colors: dic
         labels = ordered(points)[::-1]  # rliable draws the first label at the bottom
         fig, _ = plot_utils.plot_interval_estimates(points, cis, metric_names=list(metric_names), algorithms=labels,
                                                     colors=colors, xlabel=xlabel, xlabel_y_coordinate=-0.3,
-                                                    subfigure_width=3.0, row_height=0.45)
+                                                    subfigure_width=3.0, row_height=0.45, max_ticks=3)
     return fig
 
 
@@ -67,6 +67,7 @@ def improvement(probabilities: dict, cis: dict, colors: dict) -> plt.Figure:
                                                    xlabel="P(X > Y)", left_ylabel="Algorithm X",
                                                    right_ylabel="Algorithm Y", ticklabelsize="small",
                                                    labelsize="medium")
+        ax.set_xlim(0, 1)  # probabilities: the same scale in every report
     return fig
 
 

@@ -129,7 +129,12 @@ def cost(runs: pd.DataFrame) -> pd.DataFrame:
             "memory_max": group[memory_column].max(),
             "memory_kind": "peak GPU memory reserved (MB)" if on_gpu else "peak RSS (MB)",
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    rank = {label: i for i, label in enumerate(ordered(frame["label"]))}
+    return frame.sort_values(["env_id", "label"], key=lambda c: c.map(rank) if c.name == "label" else c,
+                             ignore_index=True)
 
 
 def cost_table(cost_frame: pd.DataFrame) -> TextTable:
