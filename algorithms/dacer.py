@@ -141,8 +141,11 @@ class DACER(Agent):
         """``[B, |A|]`` noisy clipped actions of the policy; differentiable unless under no_grad (BPTT)."""
         c = self.config
         action = reverse_sample(self.policy, self.schedule, obs, 1, generator, c.init_noise_scale, visited).squeeze(1)
+        return self._explore(action, generator, alpha)
+
+    def _explore(self, action: torch.Tensor, generator: torch.Generator, alpha: torch.Tensor | float) -> torch.Tensor:
         noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype)
-        return (action + (c.noise_scale * alpha) * noise).clamp(-1.0, 1.0)
+        return (action + (self.config.noise_scale * alpha) * noise).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
@@ -224,8 +227,7 @@ class DACER(Agent):
         c = self.config
         obs = obs[:c.entropy_states]
         actions = reverse_sample(self.policy, self.schedule, obs, c.entropy_samples, self.generator, c.init_noise_scale)
-        noise = torch.randn(actions.shape, generator=self.generator, device=actions.device, dtype=actions.dtype)
-        actions = (actions + (c.noise_scale * alpha) * noise).clamp_(-1.0, 1.0)
+        actions = self._explore(actions, self.generator, alpha)
         return torch.tensor(gmm_entropy(actions.cpu().numpy(), c.gmm_components), device=self.device)
 
     def _update_alpha(self, entropy: torch.Tensor) -> torch.Tensor:
