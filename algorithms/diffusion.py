@@ -204,13 +204,16 @@ class NoisePredictor(nn.Module):
 
 # Sampling ---------------------------------------------------------------------------------------
 def reverse_sample(model: NoisePredictor, schedule: DiffusionSchedule, obs: torch.Tensor, particles: int,
-                   generator: torch.Generator, init_scale: float = 1.0) -> torch.Tensor:
+                   generator: torch.Generator, init_scale: float = 1.0,
+                   visited: list[torch.Tensor] | None = None) -> torch.Tensor:
     """``[B, particles, act_dim]`` actions from the DDPM ancestral sampler with x0-hat clipping (spec §0.1).
 
     a_T = init_scale * N(0, I); for k = T-1..0: x0 = clip(a_k / sqrt(abar_k) - sqrt(1/abar_k - 1) eps_hat),
     a_{k-1} = c1_k x0 + c2_k a_k + sqrt(posterior_variance_k) z (no noise at k = 0, where c1 = 1, c2 = 0).
     All particles of all states run as one ``[B * particles, ...]`` batch; the only loop is over steps.
     Differentiable (for BPTT algorithms such as DACER) unless called under ``torch.no_grad``.
+    ``visited``, if given, receives the input a_k of every step, k = T-1 first, as ``[B * particles, act_dim]``
+    (per-step losses such as DACER2's need the chain's own intermediate actions).
     """
     rows = obs.shape[0] * particles
     eps_model = model.denoiser(obs, particles)
@@ -219,6 +222,8 @@ def reverse_sample(model: NoisePredictor, schedule: DiffusionSchedule, obs: torc
     action = init_scale * torch.randn(noise_shape[1:], generator=generator, device=obs.device, dtype=obs.dtype)
     for k in reversed(range(schedule.steps)):
         coef = schedule.coefficients(k)
+        if visited is not None:
+            visited.append(action)
         eps = eps_model(action, k)
         x0 = (coef.recip_sqrt_alpha_bar * action - coef.sqrt_recip_alpha_bar_minus_one * eps).clamp(-1.0, 1.0)
         mean = coef.c1 * x0 + coef.c2 * action

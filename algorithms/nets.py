@@ -75,28 +75,32 @@ class EnsembleLinear(nn.Module):
 
 
 class CriticEnsemble(nn.Module):
-    """``n`` Q-networks Q(s, a) evaluated together; returns ``[n, B]``.
+    """``n`` Q-networks Q(s, a) evaluated together; returns ``[n, B]`` (``[n, B, outputs]`` when a member
+    has more than one output, e.g. the mean and std head of a distributional critic).
 
     One batched matmul per layer instead of ``n`` separate MLPs: fewer kernel launches on GPU and
     better use of the cores on CPU (the twin-Q critic is the hot path of every algorithm here).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], n: int = 2, act: str = "relu") -> None:
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], n: int = 2, act: str = "relu",
+                 outputs: int = 1) -> None:
         super().__init__()
-        self.n = n
+        self.n, self.outputs = n, outputs
         dims = [obs_dim + act_dim, *hidden]
         layers: list[nn.Module] = []
         for d_in, d_out in zip(dims[:-1], dims[1:]):
             layers += [EnsembleLinear(n, d_in, d_out), activation(act)()]
-        layers.append(EnsembleLinear(n, dims[-1], 1))
+        layers.append(EnsembleLinear(n, dims[-1], outputs))
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, actions], dim=-1)
         x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
         if torch.is_grad_enabled():
-            return self.net(x).squeeze(-1)
-        return layers_into_buffers(self.net, x, activation_buffers(x, self.net)).squeeze(-1)
+            out = self.net(x)
+        else:
+            out = layers_into_buffers(self.net, x, activation_buffers(x, self.net))
+        return out.squeeze(-1) if self.outputs == 1 else out
 
 
 # Inference without autograd through two reused activation buffers ---------------------------------

@@ -1,14 +1,20 @@
-"""Wall time per gradient update and per act() call of SDAC, DPMD and SAC, on random batches (no env needed).
+"""Wall time per gradient update and per act() call of SDAC, DPMD, DACER, DACER2 and SAC, on random batches
+(no env needed).
 
-    python benchmarks/update_speed.py                                  # paper settings, ~6 minutes
+    python benchmarks/update_speed.py                                  # paper settings, ~10 minutes
     python benchmarks/update_speed.py --config algorithms/configs/cpu-smoke.yaml --algos sdac,dpmd
+    python benchmarks/update_speed.py --algos dacer,dacer2,sac         # DACER (T = 20) vs DACER2 (T = 5) vs SAC
 
 Settings are each algorithm's defaults for the env (paper settings: batch 256; SDAC/DPMD 20 diffusion steps,
 best-of-32, K = 64), or those plus the per-algorithm blocks of a ``--config`` file (the shape of
 ``algorithms/configs/cpu-smoke.yaml``). Env dims: Hopper-v5 (obs 11, act 3) and Humanoid-v5 (obs 348, act 17).
 Acting is timed for 5 envs (stochastic, as in data collection under the SDAC protocol) and for 20 (deterministic,
-one evaluation round of 20 episodes). SDAC/DPMD update the policy every 2nd update, so an even number of updates
-is timed after an even number of warm-up updates: the figure is the mean over policy and critic-only updates.
+one evaluation round of 20 episodes), and for 1 (deterministic: the latency of a single action). SDAC/DPMD/DACER
+update the policy every 2nd update, so an even number of updates is timed after an even number of warm-up updates:
+the figure is the mean over policy and critic-only updates. DACER's GMM entropy estimate (every 10,000 updates,
+first at update 0, i.e. in the warm-up) is not in the per-update figure; its cost is timed once on its own.
+"CPU ms/update" is the process's CPU time (all its threads): on a machine shared with other jobs it stays close to
+the uncontended wall time at 1 thread, while the wall figures grow with the load.
 """
 
 from __future__ import annotations
@@ -37,13 +43,15 @@ def random_batch(obs_dim: int, act_dim: int, size: int, generator: torch.Generat
     )
 
 
-def time_calls(call, min_calls: int, min_seconds: float, multiple_of: int = 1) -> float:
-    """Mean seconds per call over at least ``min_calls`` calls and ``min_seconds`` (count a multiple of ``multiple_of``)."""
-    calls, start = 0, time.perf_counter()
+def time_calls(call, min_calls: int, min_seconds: float, multiple_of: int = 1, cpu: bool = False):
+    """Mean seconds per call over at least ``min_calls`` calls and ``min_seconds`` (count a multiple of ``multiple_of``);
+    with ``cpu``, also the mean CPU seconds of this process per call (all its threads)."""
+    calls, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while calls < min_calls or calls % multiple_of or time.perf_counter() - start < min_seconds:
         call()
         calls += 1
-    return (time.perf_counter() - start) / calls
+    wall = (time.perf_counter() - start) / calls
+    return (wall, (time.process_time() - cpu_start) / calls) if cpu else wall
 
 
 def measure(name: str, env_id: str, overrides: dict, args: argparse.Namespace) -> dict[str, float]:
@@ -59,19 +67,27 @@ def measure(name: str, env_id: str, overrides: dict, args: argparse.Namespace) -
 
     for _ in range(args.warmup):
         update()
-    seconds_per_update = time_calls(update, args.min_updates, args.min_seconds, multiple_of=2)
+    seconds_per_update, cpu_per_update = time_calls(update, args.min_updates, args.min_seconds, multiple_of=2, cpu=True)
     rng = np.random.default_rng(0)
     obs_train = rng.normal(size=(5, obs_dim)).astype(np.float32)
     obs_eval = rng.normal(size=(20, obs_dim)).astype(np.float32)
     act_train = time_calls(lambda: agent.act(obs_train), 5, args.min_seconds / 4)
     act_eval = time_calls(lambda: agent.act(obs_eval, deterministic=True), 5, args.min_seconds / 4)
+    act_one = time_calls(lambda: agent.act(obs_eval[:1], deterministic=True), 5, args.min_seconds / 4)
+    entropy_s = float("nan")
+    if hasattr(agent, "estimate_entropy"):  # DACER's periodic host-side GMM fit, on one batch of states
+        start = time.perf_counter()
+        agent.estimate_entropy(batches[0].obs, 1.0)
+        entropy_s = time.perf_counter() - start
     return {"updates_per_s": 1.0 / seconds_per_update, "ms_update": 1e3 * seconds_per_update,
-            "ms_act5": 1e3 * act_train, "ms_act20": 1e3 * act_eval}
+            "cpu_ms_update": 1e3 * cpu_per_update,
+            "ms_act5": 1e3 * act_train, "ms_act20": 1e3 * act_eval, "ms_act1": 1e3 * act_one,
+            "entropy_s": entropy_s}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", default="sdac,dpmd,sac")
+    parser.add_argument("--algos", default="sdac,dpmd,dacer,dacer2,sac")
     parser.add_argument("--envs", default=",".join(ENV_DIMS))
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--config", type=Path, help="YAML with a block of field: value per algorithm")
@@ -82,8 +98,9 @@ def main() -> None:
     blocks = read_yaml(args.config) if args.config else {}
     setting = f"`{args.config}`" if args.config else "paper settings (algorithm defaults)"
     print(f"Settings: {setting}; torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}\n")
-    print("| algo | env | threads | updates/s | ms/update | ms/act (5 envs) | ms/act (20, eval) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| algo | env | threads | updates/s | ms/update | CPU ms/update | ms/act (5 envs) | ms/act (20, eval) "
+          "| ms/act (1, eval) | s/entropy estimate |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         for env_id in args.envs.split(","):
@@ -91,8 +108,10 @@ def main() -> None:
                 overrides = dict(blocks.get(name) or {})
                 algorithms.resolve_config(name, env_id, overrides)  # fail early on a bad key
                 r = measure(name, env_id, overrides, args)
+                entropy = "-" if np.isnan(r["entropy_s"]) else f"{r['entropy_s']:.1f}"
                 print(f"| {name} | {env_id} | {threads} | {r['updates_per_s']:.2f} | {r['ms_update']:.1f} | "
-                      f"{r['ms_act5']:.2f} | {r['ms_act20']:.2f} |", flush=True)
+                      f"{r['cpu_ms_update']:.1f} | "
+                      f"{r['ms_act5']:.2f} | {r['ms_act20']:.2f} | {r['ms_act1']:.2f} | {entropy} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def test_failing_run_is_recorded_and_others_continue(results_dir):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--algos", "sdacc"], "unknown algorithm 'sdacc'; valid choices: dpmd, sac, sdac"),
+    (["--algos", "sdacc"], "unknown algorithm 'sdacc'; valid choices: dacer, dacer2, dpmd, sac, sdac"),
     (["--envs", "Hoper"], "unknown environment 'Hoper'"),
     (["-o", "lr=1e-3"], "unknown key 'lr' for algorithm 'sac'; valid keys: activation, actor_lr"),
     (["-o", "batch_size=big"], "bad value for 'batch_size'"),

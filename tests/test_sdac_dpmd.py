@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import algorithms
+import conftest
 from algorithms import Batch, make_agent
 from algorithms.base import CONFIG_DIR
 from algorithms.config import read_yaml
@@ -27,10 +28,7 @@ def small_agent(name: str, seed: int = 0, **overrides):
 
 
 def random_batch(seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(BATCH, OBS_DIM, generator=g), actions=torch.rand(BATCH, ACT_DIM, generator=g) * 2 - 1,
-                 rewards=torch.randn(BATCH, generator=g), next_obs=torch.randn(BATCH, OBS_DIM, generator=g),
-                 terminated=torch.zeros(BATCH))
+    return conftest.random_batch(OBS_DIM, ACT_DIM, BATCH, seed)
 
 
 # Weights ------------------------------------------------------------------------------------------

@@ -1,0 +1,239 @@
+"""DACER: Diffusion Actor-Critic with Entropy Regulator (Wang et al., NeurIPS 2024, arXiv 2405.15177; spec §4).
+
+The policy *is* the reverse diffusion chain: a_0 = chain(s, a_T ~ N(0, I)) with T = 20 steps of the x0-clipped DDPM
+sampler (VP schedule, diffusion.py), then exploration noise, a = clip(a_0 + noise_scale * alpha * xi, -1, 1).
+Per update, with the released code's defaults (DACER-code ``relax/algorithm/dacer.py``, spec table §4c):
+
+1. Target action a' at s' from the current policy, noise included (there is no target policy).
+2. Every ``alpha_update_every`` updates (first at update 0): the entropy regulator. Draw ``entropy_samples``
+   noisy actions per state for ``entropy_states`` states of the batch, fit a 3-component GMM per state
+   (gmm_entropy.py: host-side scikit-learn EM, which is why it runs rarely), and take one Adam step on log alpha
+   with gradient H_hat - Hbar, Hbar = -target_entropy_scale |A|: alpha falls while the policy is more random
+   than the target. alpha enters only through the exploration noise std.
+3. Every ``policy_delay`` updates (first at update 0): the policy loss -E_s[min_j Q_j(s, a(theta))] of the noisy,
+   clipped action, backpropagated through every denoising step, the x0 clips and the final clip (BPTT). No
+   entropy or behaviour-cloning term. Taken before the critic step, so it sees the pre-update critics, as the
+   released code's jointly computed gradients do.
+4. Critic: the DSAC-T distributional critic of the released code (distributional.py), or, with
+   ``critic: double_q``, the plain twin-Q regression on y = r + gamma (1 - d) min_j Qbar_j(s', a') that the paper
+   text describes (eq. 11). No entropy term in either target. Rewards are scaled by ``reward_scale`` inside.
+5. Critic targets Polyak-averaged every ``target_update_every`` updates.
+
+Deliberate differences from the released code:
+- Deterministic acting draws the chain's noise from a generator re-seeded at every call with a per-agent seed
+  (``eval_seed``); the released code derives the key from a hash of the observation. Both make evaluation a pure
+  function of the weights and the observations; ours needs no host read.
+- The released ``get_action`` hard-codes the noise scale (0.15, "other envs 0.1" in a comment); here it is the
+  ``noise_scale`` field with per-env values in configs/dacer.yaml.
+- PyTorch's default initialisation rather than Haiku's truncated normal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from algorithms import config as cfg
+from algorithms.base import Agent, AgentConfig, Batch, register
+from algorithms.diffusion import BETA_SCHEDULES, DiffusionSchedule, NoisePredictor, reverse_sample
+from algorithms.distributional import (DistributionalCritic, distributional_loss, distributional_target,
+                                       running_std)
+from algorithms.gmm_entropy import gmm_entropy
+from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy,
+                             no_param_grads, polyak_update)
+
+CRITICS = ("distributional", "double_q")
+
+
+@dataclass
+class DACERConfig(AgentConfig):
+    """Defaults: the released DACER code (``scripts/train_mujoco.py``, ``relax/algorithm/dacer.py``,
+    ``relax/network/dacer.py``; spec table §4c)."""
+
+    # Networks: noise predictor concat(s, a_k, temb16) -> hidden -> |A|; each critic concat(s, a) -> hidden -> out.
+    hidden: tuple[int, ...] = (256, 256, 256)
+    activation: str = "mish"
+    critic: str = "distributional"
+    n_critics: int = 2
+    # Diffusion (§4b): VP schedule with b_min = 0.1, b_max = 10, a_T ~ N(0, I).
+    diffusion_steps: int = 20
+    beta_schedule: str = "vp"
+    beta_schedule_scale: float = 1.0
+    init_noise_scale: float = 1.0
+    policy_lr: float = 1e-4
+    critic_lr: float = 1e-4
+    policy_delay: int = 2
+    target_update_every: int = 2
+    tau: float = 0.005
+    std_ema_rate: float = 0.005  # omega of the distributional critic; the released code reuses tau
+    reward_scale: float = 0.2
+    # Entropy regulator: noise std = noise_scale * alpha.
+    noise_scale: float = 0.1
+    init_alpha: float = 3.0
+    alpha_lr: float = 0.03
+    alpha_update_every: int = 10_000
+    target_entropy_scale: float = 0.9
+    entropy_states: int = 256
+    entropy_samples: int = 200
+    gmm_components: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("policy_lr", "critic_lr", "alpha_lr", "init_alpha", "reward_scale", "beta_schedule_scale",
+                    "init_noise_scale"):
+            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
+        for key in ("diffusion_steps", "n_critics", "policy_delay", "target_update_every", "alpha_update_every",
+                    "entropy_states", "gmm_components"):
+            cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
+        cfg.check(self.entropy_samples >= self.gmm_components,
+                  f"entropy_samples must be >= gmm_components ({self.gmm_components}), got {self.entropy_samples}")
+        cfg.check(self.noise_scale >= 0, f"noise_scale must be >= 0, got {self.noise_scale}")
+        cfg.check(0 < self.tau <= 1 and 0 < self.std_ema_rate <= 1, "tau and std_ema_rate must be in (0, 1]")
+        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
+        cfg.check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        cfg.check(self.critic in CRITICS, f"critic must be one of {list(CRITICS)}, got {self.critic!r}")
+        cfg.check(self.beta_schedule in BETA_SCHEDULES,
+                  f"beta_schedule must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
+
+
+@register
+class DACER(Agent):
+    name = "dacer"
+    Config = DACERConfig
+    description = "Diffusion Actor-Critic with Entropy Regulator: BPTT through the chain, GMM entropy (Wang et al. 2024)"
+    metric_names = ("loss/critic", "loss/actor", "loss/alpha", "alpha", "entropy", "q_mean", "q_std")
+    state_attributes = ("policy", "critic", "critic_target", "log_alpha", "policy_optimizer", "critic_optimizer",
+                        "alpha_optimizer", "omega", "entropy", "num_updates", "eval_seed", "held_metrics")
+
+    def __init__(self, obs_dim: int, act_dim: int, config: DACERConfig | None = None,
+                 device: str | torch.device = "cpu", seed: int = 0) -> None:
+        super().__init__(obs_dim, act_dim, config, device, seed)
+        c = self.config
+        with self.seeded_init():
+            self.policy = NoisePredictor(obs_dim, act_dim, c.diffusion_steps, c.hidden, c.activation).to(self.device)
+            if c.critic == "distributional":
+                self.critic = DistributionalCritic(obs_dim, act_dim, c.hidden, c.n_critics, c.activation)
+            else:
+                self.critic = CriticEnsemble(obs_dim, act_dim, c.hidden, c.n_critics, c.activation)
+            self.critic = self.critic.to(self.device)
+        self.critic_target = frozen_copy(self.critic)
+        self.schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(self.device)
+        self.log_alpha = torch.tensor(math.log(c.init_alpha), device=self.device, requires_grad=True)
+        self.target_entropy = -c.target_entropy_scale * act_dim
+        self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
+        self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
+        # Running mean of each critic's std (distributional critic); negative = not started yet.
+        self.omega = torch.full((c.n_critics,), -1.0, device=self.device)
+        self.entropy = torch.zeros((), device=self.device)  # the last GMM estimate, reported until the next one
+        self.num_updates = 0
+        self.eval_seed = int(np.random.SeedSequence(self.seed).spawn(3)[2].generate_state(1)[0])
+        zero = torch.zeros((), device=self.device)
+        # Metrics of the delayed steps, reported again until their next run (replaced, never mutated).
+        self.held_metrics = {name: zero for name in self.metric_names if name.startswith("loss/") and name != "loss/critic"}
+
+    # Acting -----------------------------------------------------------------------------------------
+    def sample(self, obs: torch.Tensor, generator: torch.Generator, alpha: torch.Tensor | float,
+               visited: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``[B, |A|]`` noisy clipped actions of the policy; differentiable unless under no_grad (BPTT)."""
+        c = self.config
+        action = reverse_sample(self.policy, self.schedule, obs, 1, generator, c.init_noise_scale, visited).squeeze(1)
+        return self._explore(action, generator, alpha)
+
+    def _explore(self, action: torch.Tensor, generator: torch.Generator, alpha: torch.Tensor | float) -> torch.Tensor:
+        noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype)
+        return (action + (self.config.noise_scale * alpha) * noise).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
+        obs_tensor = self.as_obs_tensor(obs)
+        if deterministic:  # alpha -> 0: no added noise; the chain's own noise from a fixed seed
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(self.eval_seed)
+            action = self.sample(obs_tensor, generator, 0.0)
+        else:
+            action = self.sample(obs_tensor, self.generator, self.log_alpha.detach().exp())
+        return action.cpu().numpy()
+
+    # Learning -----------------------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        c = self.config
+        step = self.num_updates
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_actions = self.sample(batch.next_obs, self.generator, alpha)
+        if step % c.alpha_update_every == 0:
+            self.entropy = self.estimate_entropy(batch.obs, alpha)
+            self.held_metrics = {**self.held_metrics, "loss/alpha": self._update_alpha(self.entropy)}
+        if step % c.policy_delay == 0:
+            self.held_metrics = {**self.held_metrics, **self._update_policy(batch.obs, alpha)}
+        critic_loss, q_mean, q_std = self._update_critic(batch, next_actions)
+        if step % c.target_update_every == 0:
+            polyak_update(self.critic_target, self.critic, c.tau)
+        self.num_updates += 1
+        return {"loss/critic": critic_loss, "alpha": alpha, "entropy": self.entropy, "q_mean": q_mean,
+                "q_std": q_std, **self.held_metrics}
+
+    def q_values(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[n, B]`` Q estimates of the online critics (the means of the distributional one)."""
+        out = self.critic(obs, actions)
+        return out.mean if self.config.critic == "distributional" else out
+
+    def min_q(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """min_j Q_j(s, a), differentiable in ``actions`` only (the critic's weights get no gradient)."""
+        with no_param_grads(self.critic):
+            return self.q_values(obs, actions).min(0).values
+
+    def policy_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, extra metrics): -E[min Q] of a fresh noisy action, with the graph through the whole chain."""
+        return -self.min_q(obs, self.sample(obs, self.generator, alpha)).mean(), {}
+
+    def _update_policy(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss, extra = self.policy_loss(obs, alpha)
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.policy_optimizer.step()
+        return {"loss/actor": loss.detach(), **extra}
+
+    def _update_critic(self, batch: Batch, next_actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        c = self.config
+        rewards = c.reward_scale * batch.rewards
+        discount = c.gamma * (1.0 - batch.terminated)
+        if c.critic == "double_q":
+            with torch.no_grad():
+                target = rewards + discount * self.critic_target(batch.next_obs, next_actions).min(0).values
+            loss, q_mean = critic_regression_step(self.critic, self.critic_optimizer, batch.obs, batch.actions, target)
+            return loss, q_mean, torch.zeros_like(q_mean)
+        target = distributional_target(self.critic_target, batch.next_obs, next_actions, rewards, discount, self.generator)
+        dist = self.critic(batch.obs, batch.actions)
+        self.omega = running_std(self.omega, dist.std, c.std_ema_rate)
+        loss = distributional_loss(dist, target, self.omega)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optimizer.step()
+        return loss.detach(), dist.mean.detach().mean(), dist.std.detach().mean()
+
+    # Entropy regulator --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def estimate_entropy(self, obs: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+        """GMM entropy of the noisy policy, averaged over the first ``entropy_states`` states of ``obs``.
+
+        The one host round trip of this agent: scikit-learn's EM runs on the CPU. It happens once every
+        ``alpha_update_every`` updates (10,000 by default), not in the per-step path.
+        """
+        c = self.config
+        obs = obs[:c.entropy_states]
+        actions = reverse_sample(self.policy, self.schedule, obs, c.entropy_samples, self.generator, c.init_noise_scale)
+        actions = self._explore(actions, self.generator, alpha)
+        return torch.tensor(gmm_entropy(actions.cpu().numpy(), c.gmm_components), device=self.device)
+
+    def _update_alpha(self, entropy: torch.Tensor) -> torch.Tensor:
+        # d loss / d log alpha = H_hat - Hbar: one Adam step lowers alpha while the policy is too random.
+        loss = self.log_alpha * (entropy - self.target_entropy)
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.alpha_optimizer.step()
+        return loss.detach()
