@@ -1,6 +1,6 @@
 """Online RL learners with one interface (see :mod:`algorithms.base`). Pure PyTorch: no harness imports."""
 
-from algorithms import dpmd, sac, sdac  # noqa: F401  (register "dpmd", "sac", "sdac")
+from algorithms import cpql, dpmd, sac, sdac  # noqa: F401  (register "cpql", "dpmd", "sac", "sdac")
 from algorithms.base import (
     Agent,
     AgentConfig,
