@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_arguments(status, required=False)
 
     commands.add_parser("list", help="show algorithms, environments and protocols")
+
+    from bench import probe
+    probe.add_arguments(commands.add_parser(
+        "probe", help="draw action samples and episodes of agents trained on the MultiGoal2D-v0 probe"))
     return parser
 
 
@@ -82,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_run(args, argv, console)
         if args.command == "status":
             return command_status(args, console)
+        if args.command == "probe":
+            from bench import probe
+            return probe.command(args, console)
         return command_list(console)
     except ConfigError as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
