@@ -10,7 +10,8 @@ or the newest checkpoint of an unfinished run) is loaded and
   the goal they reach.
 
 One row per run, saved as PNG and PDF; a table gives, per run and state, the share of actions heading to each
-goal and how many goals get at least 10 % of them ("modes"), and the goals reached over the episodes.
+goal and how many goals get at least 10 % of them ("goals covered": a spread measure; the scatter shows
+whether that spread is separate modes or one broad blob), and the goals reached over the episodes.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Probe:
     def shares(self, state: int) -> np.ndarray:
         return np.bincount(self.action_goals[state], minlength=len(GOALS)) / len(self.action_goals[state])
 
-    def modes(self, state: int) -> int:
+    def goals_covered(self, state: int) -> int:
         return int((self.shares(state) >= MODE_SHARE).sum())
 
 
@@ -161,13 +162,13 @@ def summary_table(probes: Sequence[Probe], states: Sequence[np.ndarray]):
     from rich.table import Table
 
     table = Table(title=f"{ENV_ID}: share of sampled actions heading to goals "
-                        f"{', '.join(f'({x:g},{y:g})' for x, y in GOALS)}; modes = goals with >= {MODE_SHARE:.0%}")
+                        f"{', '.join(f'({x:g},{y:g})' for x, y in GOALS)} | goals covered (>= {MODE_SHARE:.0%} of actions)")
     table.add_column("run")
     for state in states:
         table.add_column(f"s=({state[0]:g},{state[1]:g})")
     table.add_column("episodes: goals reached (none)")
     for probe in probes:
-        cells = [" ".join(f"{share:.2f}" for share in probe.shares(i)) + f" | {probe.modes(i)} mode(s)"
+        cells = [" ".join(f"{share:.2f}" for share in probe.shares(i)) + f" | {probe.goals_covered(i)}"
                  for i in range(len(states))]
         counts = np.bincount(probe.reached[probe.reached >= 0], minlength=len(GOALS))
         table.add_row(probe.name, *cells, " ".join(map(str, counts)) + f" ({int((probe.reached < 0).sum())})")
@@ -192,7 +193,7 @@ def draw(probes: Sequence[Probe], states: Sequence[np.ndarray], out: Path) -> li
                 ax.annotate("", xy=0.95 * direction, xytext=(0, 0),
                             arrowprops={"arrowstyle": "->", "color": colour, "alpha": 0.5, "lw": 1})
             ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", xticks=[-1, 0, 1], yticks=[-1, 0, 1])
-            ax.set_title(f"actions at s=({state[0]:g}, {state[1]:g}): {probe.modes(col)} mode(s)", fontsize=8)
+            ax.set_title(f"actions at s=({state[0]:g}, {state[1]:g}): covers {probe.goals_covered(col)} goal(s)", fontsize=8)
         ax = axes[row, -1]
         for goal, colour in zip(GOALS, GOAL_COLOURS):
             ax.add_patch(plt.Circle(goal, MultiGoal2DEnv().goal_radius, color=colour, alpha=0.25))
