@@ -42,7 +42,7 @@ MODE_SHARE = 0.1
 class Probe:
     """What one trained agent does on the probe."""
 
-    name: str                             # <algo> seed=<k> (step N)
+    name: str                             # <algo> seed=<k> (step N), then the suite on a second line
     actions: list[np.ndarray]             # per state: [samples, 2]
     action_goals: list[np.ndarray]        # per state: goal index nearest to state + action, [samples]
     trajectories: list[np.ndarray]        # per episode: [steps + 1, 2]
@@ -124,7 +124,7 @@ def load_agent(run_dir: Path) -> tuple[algorithms.Agent, str]:
     if loaded.state is None:
         raise ConfigError(f"bench probe: no readable checkpoint in {run_dir} ({'; '.join(loaded.notices)})")
     agent.load_state_dict(loaded.state["agent"])
-    return agent, f"{algo} seed={config.get('seed')} (step {loaded.state['step']:,})"
+    return agent, f"{algo} seed={config.get('seed')} (step {loaded.state['step']:,})\n{config.get('suite', '')}"
 
 
 def probe_agent(run_dir: Path, states: Sequence[np.ndarray], samples: int, episodes: int, seed: int) -> Probe:
@@ -171,7 +171,7 @@ def summary_table(probes: Sequence[Probe], states: Sequence[np.ndarray]):
         cells = [" ".join(f"{share:.2f}" for share in probe.shares(i)) + f" | {probe.goals_covered(i)}"
                  for i in range(len(states))]
         counts = np.bincount(probe.reached[probe.reached >= 0], minlength=len(GOALS))
-        table.add_row(probe.name, *cells, " ".join(map(str, counts)) + f" ({int((probe.reached < 0).sum())})")
+        table.add_row(probe.name.replace("\n", " "), *cells, " ".join(map(str, counts)) + f" ({int((probe.reached < 0).sum())})")
     return table
 
 
@@ -211,6 +211,6 @@ def draw(probes: Sequence[Probe], states: Sequence[np.ndarray], out: Path) -> li
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [out.with_suffix(".png"), out.with_suffix(".pdf")]
     for path in written:
-        fig.savefig(path, dpi=130)
+        fig.savefig(path, dpi=100)
     plt.close(fig)
     return written

@@ -97,9 +97,10 @@ def test_bench_probe_draws_trained_agents(tmp_path, capsys):
     assert bench_main(["probe", str(results / "probe"), "--samples", "64", "--episodes", "4", "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000 and out.with_suffix(".pdf").exists()
     printed = capsys.readouterr().out
-    assert "cpql seed=0 (step 300)" in printed and "goals covered" in printed
+    assert "goals covered" in printed and f"figure: {out}" in " ".join(printed.split())
     found = probe.probe_runs([results / "probe"])
     result = probe.probe_agent(found[0], probe.parse_states("0,0"), 64, 3, seed=0)
+    assert result.name == "cpql seed=0 (step 300)\nprobe"  # the final agent, from ckpt/last.pt
     assert result.actions[0].shape == (64, 2) and np.abs(result.actions[0]).max() <= 1.0
     assert abs(result.shares(0).sum() - 1.0) < 1e-9 and 1 <= result.goals_covered(0) <= 4
     assert len(result.trajectories) == 3 and all(path.shape[1] == 2 for path in result.trajectories)
