@@ -96,7 +96,7 @@ def parse_states(text: str) -> list[np.ndarray]:
 
 
 def probe_runs(paths: Sequence[Path]) -> list[Path]:
-    """Run directories under ``paths`` trained on the probe env that hold a checkpoint, sorted by algo, seed."""
+    """Run directories under ``paths`` trained on the probe env that hold a checkpoint, one figure row each."""
     found, other_envs = [], []
     for path in paths:
         if not Path(path).exists():
@@ -111,7 +111,7 @@ def probe_runs(paths: Sequence[Path]) -> list[Path]:
         raise ConfigError(f"bench probe: no run trained on {ENV_ID} with a checkpoint under "
                           f"{', '.join(map(str, paths))} ({len(other_envs)} run(s) on other envs); train one with "
                           f"`bench run --algos ALGO --envs MultiGoal2D ...`")
-    return sorted(set(found), key=lambda d: (records.read_config(d)["algo"], d.name, str(d)))
+    return list(dict.fromkeys(found))  # the order the paths were given in (find_run_dirs sorts within each)
 
 
 def load_agent(run_dir: Path) -> tuple[algorithms.Agent, str]:
@@ -206,7 +206,7 @@ def draw(probes: Sequence[Probe], states: Sequence[np.ndarray], out: Path) -> li
         axes[row, 0].set_ylabel(probe.name, fontsize=9)
     fig.suptitle(f"{ENV_ID}: sampled actions at fixed states (x in trajectory panel) and stochastic episodes",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the suptitle
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     written = [out.with_suffix(".png"), out.with_suffix(".pdf")]
