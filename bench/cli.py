@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("list", help="show algorithms, environments and protocols")
     _report_parsers(commands)
+
+    from bench import probe
+    probe.add_arguments(commands.add_parser(
+        "probe", help="draw action samples and episodes of agents trained on the MultiGoal2D-v0 probe"))
     return parser
 
 
@@ -95,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_status(args, console)
         if args.command in ("collect", "report"):
             return command_report(args, console)
+        if args.command == "probe":
+            from bench import probe
+            return probe.command(args, console)
         return command_list(console)
     except (ConfigError, FileNotFoundError) as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from algorithms.config import ConfigError
+from bench import probe_env  # registers MultiGoal2D-v0
 
 # Pinned versions: MuJoCo tasks at v5 (Gymnasium >= 1.0), the classic-control Pendulum at v1.
 SHORT_NAMES: dict[str, str] = {
@@ -21,6 +22,7 @@ SHORT_NAMES: dict[str, str] = {
     "Humanoid": "Humanoid-v5",
     "InvertedDoublePendulum": "InvertedDoublePendulum-v5",
     "InvertedPendulum": "InvertedPendulum-v5",
+    "MultiGoal2D": probe_env.ENV_ID,  # built-in multimodality probe (bench/probe_env.py)
     "Pendulum": "Pendulum-v1",
     "Reacher": "Reacher-v5",
     "Swimmer": "Swimmer-v5",

@@ -1,12 +1,14 @@
-"""Wall time per gradient update and per act() call of SDAC, DPMD, DACER, DACER2 and SAC, on random batches
+"""Wall time per gradient update and per act() call of SDAC, DPMD, DACER, DACER2, CPQL and SAC, on random batches
 (no env needed).
 
-    python benchmarks/update_speed.py                                  # paper settings, ~10 minutes
+    python benchmarks/update_speed.py                                  # paper settings, ~12 minutes
     python benchmarks/update_speed.py --config algorithms/configs/cpu-smoke.yaml --algos sdac,dpmd
     python benchmarks/update_speed.py --algos dacer,dacer2,sac         # DACER (T = 20) vs DACER2 (T = 5) vs SAC
+    python benchmarks/update_speed.py --algos cpql,sac --envs Hopper-v5 --threads 1
+    python benchmarks/update_speed.py --algos cpql --envs Hopper-v5 --threads 1 -o cpql.sampling_steps=3
 
 Settings are each algorithm's defaults for the env (paper settings: batch 256; SDAC/DPMD 20 diffusion steps,
-best-of-32, K = 64), or those plus the per-algorithm blocks of a ``--config`` file (the shape of
+best-of-32, K = 64; CPQL one-step sampling, 50 candidates per state when acting), or those plus the per-algorithm blocks of a ``--config`` file (the shape of
 ``algorithms/configs/cpu-smoke.yaml``). Env dims: Hopper-v5 (obs 11, act 3) and Humanoid-v5 (obs 348, act 17).
 Acting is timed for 5 envs (stochastic, as in data collection under the SDAC protocol) and for 20 (deterministic,
 one evaluation round of 20 episodes), and for 1 (deterministic: the latency of a single action). SDAC/DPMD/DACER
@@ -87,15 +89,22 @@ def measure(name: str, env_id: str, overrides: dict, args: argparse.Namespace) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", default="sdac,dpmd,dacer,dacer2,sac")
+    parser.add_argument("--algos", default="sdac,dpmd,dacer,dacer2,cpql,sac")
     parser.add_argument("--envs", default=",".join(ENV_DIMS))
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--config", type=Path, help="YAML with a block of field: value per algorithm")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="ALGO.KEY=VALUE",
+                        help="one config field of one algorithm, after --config (shown in the algo column)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-updates", type=int, default=10)
     parser.add_argument("--min-seconds", type=float, default=15.0)
     args = parser.parse_args()
     blocks = read_yaml(args.config) if args.config else {}
+    extra: dict[str, dict[str, str]] = {}
+    for text in args.override:
+        key, _, value = text.partition("=")
+        algo, _, field = key.partition(".")
+        extra.setdefault(algo, {})[field] = value
     setting = f"`{args.config}`" if args.config else "paper settings (algorithm defaults)"
     print(f"Settings: {setting}; torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}\n")
     print("| algo | env | threads | updates/s | ms/update | CPU ms/update | ms/act (5 envs) | ms/act (20, eval) "
@@ -105,11 +114,12 @@ def main() -> None:
         torch.set_num_threads(threads)
         for env_id in args.envs.split(","):
             for name in args.algos.split(","):
-                overrides = dict(blocks.get(name) or {})
+                overrides = {**(blocks.get(name) or {}), **extra.get(name, {})}
                 algorithms.resolve_config(name, env_id, overrides)  # fail early on a bad key
                 r = measure(name, env_id, overrides, args)
+                label = " ".join([name, *(f"{k}={v}" for k, v in extra.get(name, {}).items())])
                 entropy = "-" if np.isnan(r["entropy_s"]) else f"{r['entropy_s']:.1f}"
-                print(f"| {name} | {env_id} | {threads} | {r['updates_per_s']:.2f} | {r['ms_update']:.1f} | "
+                print(f"| {label} | {env_id} | {threads} | {r['updates_per_s']:.2f} | {r['ms_update']:.1f} | "
                       f"{r['cpu_ms_update']:.1f} | "
                       f"{r['ms_act5']:.2f} | {r['ms_act20']:.2f} | {r['ms_act1']:.2f} | {entropy} |", flush=True)
 

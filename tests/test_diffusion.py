@@ -196,7 +196,14 @@ def test_fast_mish_matches_the_native_op():
     with torch.no_grad():
         fast = Mish()(x)
     torch.testing.assert_close(fast, F.mish(x), rtol=0, atol=3e-6)
-    assert torch.equal(Mish()(x.requires_grad_()), F.mish(x))  # with autograd: the native op
+    # With autograd: the same fast forward, and the native op's gradient.
+    leaf, native_leaf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, native = Mish()(leaf), F.mish(native_leaf)
+    torch.testing.assert_close(out, native, rtol=0, atol=3e-6)
+    upstream = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    out.backward(upstream)
+    native.backward(upstream)
+    assert torch.equal(leaf.grad, native_leaf.grad)
 
 
 @pytest.mark.parametrize("act", ["mish", "relu"])
