@@ -1,0 +1,143 @@
+"""`bench tune`: real Optuna studies (SQLite files in tmp_path) whose trials are tiny Pendulum runs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from algorithms.config import ConfigError
+from bench import cli, records, sweep, tune
+from bench.search_space import load_search_space
+from conftest import TESTS_DIR, TINY, bench_cli, bench_env
+
+TINY_PROTOCOL = {"total_steps": 300, "warmup_steps": 100, "eval_every": 100, "eval_episodes": 2, "log_every": 100}
+TINY_AGENT = ("batch_size=32", "hidden=32,32")
+
+
+@pytest.fixture
+def plugins_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS_DIR / "plugins"))
+
+
+def tiny_settings(tmp_path: Path, algo: str, search: dict, trials: int, **options) -> tune.TuneSettings:
+    search_file = tmp_path / f"{algo}.search.yaml"
+    search_file.write_text(yaml.safe_dump(search))
+    study_dir = tmp_path / "results" / "study"
+    defaults = dict(algo=algo, envs=("Pendulum-v1",), seeds=(0,), trials=trials, study="study",
+                    storage=tune.default_storage(study_dir), study_dir=str(study_dir), protocol="quick",
+                    protocol_overrides=TINY_PROTOCOL, overrides=TINY_AGENT, search=str(search_file))
+    return tune.TuneSettings(**{**defaults, **options})
+
+
+def test_unknown_search_key_is_a_clear_error(tmp_path):
+    bad = tmp_path / "sac.yaml"
+    bad.write_text("actor_lr: {low: 1.0e-4, high: 1.0e-3, log: true}\nactor_lrr: {low: 1.0e-4, high: 1.0e-3}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'actor_lrr' for algorithm 'sac'; valid keys: .*actor_lr"):
+        load_search_space("sac", bad)
+    bad.write_text("tau: {low: 0.5, high: 2.0}\n")  # a bound outside the config's own validation
+    with pytest.raises(ConfigError, match="tau"):
+        load_search_space("sac", bad)
+    bad.write_text("init_alpha: {low: 0.1, high: 1.0, when: {autotune_alpha: false}}\n")
+    with pytest.raises(ConfigError, match="'when' must map keys listed earlier"):
+        load_search_space("sac", bad)
+
+
+@pytest.mark.parametrize("algo", ["sac", "sdac"])
+def test_shipped_search_spaces_sample_valid_configs(algo):
+    import algorithms
+
+    space = load_search_space(algo)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(8):
+        params = space.suggest(study.ask())
+        algorithms.resolve_config(algo, "Pendulum-v1", params)
+        seen |= set(params)
+    assert {param.name for param in space.params if not param.when} <= seen
+
+
+def test_two_local_workers_share_one_sqlite_study(tmp_path, results_dir):
+    """Two worker processes on the same SQLite file make exactly --trials trials between them; then --show and
+    --export read the study, and the exported file is a valid `bench run --config` file."""
+    result = bench_cli("tune", "--algo", "sac", "--env", "Pendulum", "--trials", "4", "--workers", "2",
+                       "--pruner", "none", "--study", "two", *TINY, results_dir=results_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = tune.load("two", tune.default_storage(results_dir / "two"))
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(trial.state == TrialState.COMPLETE for trial in trials)
+    assert len({trial.user_attrs["worker"]["pid"] for trial in trials}) == 2  # both workers took trials
+    for trial in trials:
+        (run_dir,) = trial.user_attrs["runs"]
+        assert Path(run_dir).parent.parent.parent.name == f"trial-{trial.number:04d}"
+        assert records.run_status(Path(run_dir)).state == "done"
+
+    best = tmp_path / "best.yaml"
+    assert cli.main(["tune", "--study", "two", "--results-dir", str(results_dir), "--show", "--export", str(best)]) == 0
+    assert f"trial {study.best_trial.number}" in best.read_text()
+    for name in ("history", "slice", "intermediate"):
+        assert (results_dir / "two" / "plots" / f"{name}.png").stat().st_size > 0
+    (job,) = sweep.expand(["sac"], ["Pendulum"], [0], suite="check", config_files=[best], results_root=tmp_path)
+    for key, value in study.best_trial.params.items():
+        expected = tuple(yaml.safe_load(value)) if key == "hidden" else value
+        assert job.agent_config[key] == (list(expected) if key == "hidden" else expected)
+
+
+def test_pruner_stops_a_bad_configuration(tmp_path, plugins_on_path):
+    settings = tiny_settings(tmp_path, "biased_sac", {"velocity_gain": {"choices": [0.0, 1.0]}}, trials=2,
+                             plugins=("biased_agent",), pruner_startup=1, pruner_warmup=0)
+    study = tune.open_study(settings)
+    study.enqueue_trial({"velocity_gain": 0.0})
+    study.enqueue_trial({"velocity_gain": 1.0})  # spins the pendulum: far below the first trial at step 0
+    counts = tune.work(settings)
+    assert counts == {"complete": 1, "pruned": 1}
+    good, bad = study.get_trials()
+    assert good.state == TrialState.COMPLETE and bad.state == TrialState.PRUNED
+    (run_dir,) = map(Path, bad.user_attrs["runs"])
+    assert records.run_status(run_dir).state == "pruned"
+    assert len((run_dir / "eval.csv").read_text().splitlines()) == 2  # header + the step-0 evaluation
+    assert not (run_dir / "replay").exists()
+    job = tune.expand_trial(settings, "trial-0001", {"velocity_gain": 1.0})[0]
+    from bench.run import run_one
+
+    assert run_one(job)["status"] == "pruned"  # never resumed as if interrupted
+
+    best = tune.export(study, tmp_path / "best.yaml")
+    (exported,) = sweep.expand(["biased_sac"], ["Pendulum"], [0], suite="check", config_files=[best],
+                               results_root=tmp_path)
+    assert exported.agent_config["velocity_gain"] == 0.0
+
+
+def test_a_diverging_trial_is_pruned(tmp_path, plugins_on_path):
+    settings = tiny_settings(tmp_path, "nan_sac", {"tau": {"low": 0.004, "high": 0.006}}, trials=1,
+                             plugins=("nan_agent",), pruner="none")
+    assert tune.work(settings) == {"pruned": 1}
+    (trial,) = tune.load("study", settings.storage).get_trials()
+    (run_dir,) = map(Path, trial.user_attrs["runs"])
+    assert "NonFiniteMetric" in (run_dir / records.ERROR_FILE).read_text()
+
+
+def test_a_killed_worker_leaves_the_study_usable(tmp_path, results_dir, plugins_on_path):
+    """SIGKILL a worker mid-trial; the next launch marks the orphan failed and still makes the requested trials."""
+    args = ["tune", "--algo", "slow_sac", "--env", "Pendulum", "--trials", "2", "--study", "killed",
+            "--search", str(TESTS_DIR.parent / "algorithms" / "configs" / "search" / "sac.yaml"),
+            "--plugin", "slow_agent", "--pruner", "none", *TINY]
+    worker = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], env=bench_env(results_dir),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_log = results_dir / "killed" / "trial-0000" / "slow_sac" / "Pendulum-v1" / "seed=0" / "train.csv"
+    deadline = time.time() + 120
+    while not train_log.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    assert train_log.exists()
+
+    assert cli.main([*args, "--results-dir", str(results_dir)]) == 0  # in process: no second torch import
+    states = [trial.state for trial in tune.load("killed", tune.default_storage(results_dir / "killed")).get_trials()]
+    assert states[0] == TrialState.FAIL and states[1:].count(TrialState.COMPLETE) == 2
