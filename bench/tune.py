@@ -298,7 +298,10 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.user_attrs.get("worker") or {}
         if owner.get("host") == socket.gethostname() and not records._pid_alive(int(owner.get("pid", -1))):
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            try:
+                study.tell(trial.number, state=TrialState.FAIL)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                continue  # another worker starting at the same moment failed it first
             dead.append(trial.number)
     return dead
 
@@ -315,18 +318,23 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
 
 
 def run_local(settings: TuneSettings, workers: int) -> dict[str, int]:
-    """``workers`` processes on this machine on one study: worker 0 is this process (it has torch loaded
-    already), the others are spawned."""
-    open_study(settings)  # create it (and check the settings) once, before workers race to
+    """``workers`` processes on this machine on one study (one worker: this process). Separate processes rather
+    than a pool: a pool breaks as a whole when one worker dies, and a worker killed mid-trial must leave the
+    others working. All of them are spawned, so they start together and share the first trials."""
+    fail_dead_trials(open_study(settings))  # create it (and check the settings) once, before workers race to
     if workers == 1:
         return work(settings)
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(work, settings, index) for index in range(1, workers)]
-        work(settings, 0)
-        for future in futures:
-            future.result()
+    context = mp.get_context("spawn")
+    processes = [context.Process(target=work, args=(settings, index), name=f"tune-worker-{index}")
+                 for index in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    died = [f"{process.name} (exit code {process.exitcode})" for process in processes if process.exitcode]
+    if died:
+        print(f"warning: {', '.join(died)} stopped early; a trial it was running is failed by the next worker "
+              "to start on this host")
     return state_counts(open_study(settings, create=False))
 
 

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from algorithms.config import ConfigError
 from bench import cli, records, sweep, tune
 from bench.search_space import load_search_space
-from conftest import TESTS_DIR, TINY, bench_cli, bench_env
+from conftest import TESTS_DIR, TINY, bench_env
 
 TINY_PROTOCOL = {"total_steps": 300, "warmup_steps": 100, "eval_every": 100, "eval_episodes": 2, "log_every": 100}
 TINY_AGENT = ("batch_size=32", "hidden=32,32")
@@ -63,32 +63,6 @@ def test_shipped_search_spaces_sample_valid_configs(algo):
     assert {param.name for param in space.params if not param.when} <= seen
 
 
-def test_two_local_workers_share_one_sqlite_study(tmp_path, results_dir):
-    """Two worker processes on the same SQLite file make exactly --trials trials between them; then --show and
-    --export read the study, and the exported file is a valid `bench run --config` file."""
-    result = bench_cli("tune", "--algo", "sac", "--env", "Pendulum", "--trials", "4", "--workers", "2",
-                       "--pruner", "none", "--study", "two", *TINY, results_dir=results_dir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    study = tune.load("two", tune.default_storage(results_dir / "two"))
-    trials = study.get_trials()
-    assert len(trials) == 4 and all(trial.state == TrialState.COMPLETE for trial in trials)
-    assert len({trial.user_attrs["worker"]["pid"] for trial in trials}) == 2  # both workers took trials
-    for trial in trials:
-        (run_dir,) = trial.user_attrs["runs"]
-        assert Path(run_dir).parent.parent.parent.name == f"trial-{trial.number:04d}"
-        assert records.run_status(Path(run_dir)).state == "done"
-
-    best = tmp_path / "best.yaml"
-    assert cli.main(["tune", "--study", "two", "--results-dir", str(results_dir), "--show", "--export", str(best)]) == 0
-    assert f"trial {study.best_trial.number}" in best.read_text()
-    for name in ("history", "slice", "intermediate"):
-        assert (results_dir / "two" / "plots" / f"{name}.png").stat().st_size > 0
-    (job,) = sweep.expand(["sac"], ["Pendulum"], [0], suite="check", config_files=[best], results_root=tmp_path)
-    for key, value in study.best_trial.params.items():
-        expected = tuple(yaml.safe_load(value)) if key == "hidden" else value
-        assert job.agent_config[key] == (list(expected) if key == "hidden" else expected)
-
-
 def test_pruner_stops_a_bad_configuration(tmp_path, plugins_on_path):
     settings = tiny_settings(tmp_path, "biased_sac", {"velocity_gain": {"choices": [0.0, 1.0]}}, trials=2,
                              plugins=("biased_agent",), pruner_startup=1, pruner_warmup=0)
@@ -115,29 +89,58 @@ def test_pruner_stops_a_bad_configuration(tmp_path, plugins_on_path):
 
 
 def test_a_diverging_trial_is_pruned(tmp_path, plugins_on_path):
+    """(On the journal-file storage, the one for clusters.)"""
     settings = tiny_settings(tmp_path, "nan_sac", {"tau": {"low": 0.004, "high": 0.006}}, trials=1,
-                             plugins=("nan_agent",), pruner="none")
+                             plugins=("nan_agent",), pruner="none", storage=f"journal:{tmp_path / 'study.journal'}")
     assert tune.work(settings) == {"pruned": 1}
     (trial,) = tune.load("study", settings.storage).get_trials()
     (run_dir,) = map(Path, trial.user_attrs["runs"])
     assert "NonFiniteMetric" in (run_dir / records.ERROR_FILE).read_text()
 
 
-def test_a_killed_worker_leaves_the_study_usable(tmp_path, results_dir, plugins_on_path):
-    """SIGKILL a worker mid-trial; the next launch marks the orphan failed and still makes the requested trials."""
-    args = ["tune", "--algo", "slow_sac", "--env", "Pendulum", "--trials", "2", "--study", "killed",
+def test_slurm_workers_refuse_a_shared_sqlite_file(tmp_path, results_dir, capsys):
+    profile = TESTS_DIR.parent / "sweeps" / "profiles" / "local-cluster.yaml"
+    code = cli.main(["tune", "--algo", "sac", "--env", "Pendulum", "--executor", "slurm", "--profile", str(profile),
+                     "--results-dir", str(results_dir)])
+    assert code == 2
+    assert "SQLite file must not be shared" in capsys.readouterr().err
+    assert not (results_dir / "sac-Pendulum").exists()  # refused before anything was created
+
+
+def test_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_path, results_dir, plugins_on_path):
+    """A worker is SIGKILLed mid-trial; then two local workers on the same SQLite file fail its orphaned trial and
+    make exactly --trials trials between them. --show and --export read the study; the exported file is a valid
+    `bench run --config` file."""
+    args = ["tune", "--algo", "slow_sac", "--env", "Pendulum", "--trials", "3", "--study", "shared", "--pruner", "none",
             "--search", str(TESTS_DIR.parent / "algorithms" / "configs" / "search" / "sac.yaml"),
-            "--plugin", "slow_agent", "--pruner", "none", *TINY]
-    worker = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], env=bench_env(results_dir),
+            "--plugin", "slow_agent", *TINY, "--steps", "200", "--results-dir", str(results_dir)]
+    killed = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], env=bench_env(results_dir),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    train_log = results_dir / "killed" / "trial-0000" / "slow_sac" / "Pendulum-v1" / "seed=0" / "train.csv"
+    train_log = results_dir / "shared" / "trial-0000" / "slow_sac" / "Pendulum-v1" / "seed=0" / "train.csv"
     deadline = time.time() + 120
     while not train_log.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
-    assert train_log.exists()
+        time.sleep(0.1)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert train_log.exists() and not (train_log.parent / records.DONE_FILE).exists()
 
-    assert cli.main([*args, "--results-dir", str(results_dir)]) == 0  # in process: no second torch import
-    states = [trial.state for trial in tune.load("killed", tune.default_storage(results_dir / "killed")).get_trials()]
-    assert states[0] == TrialState.FAIL and states[1:].count(TrialState.COMPLETE) == 2
+    assert cli.main([*args, "--workers", "2"]) == 0
+    study = tune.load("shared", tune.default_storage(results_dir / "shared"))
+    orphan, *trials = study.get_trials()
+    assert orphan.state == TrialState.FAIL
+    assert len(trials) == 3 and all(trial.state == TrialState.COMPLETE for trial in trials)
+    assert len({trial.user_attrs["worker"]["pid"] for trial in trials}) == 2  # both workers took trials
+    for trial in trials:
+        (run_dir,) = map(Path, trial.user_attrs["runs"])
+        assert run_dir.parents[2].name == f"trial-{trial.number:04d}"
+        assert records.run_status(run_dir).state == "done"
+
+    best = tmp_path / "best.yaml"
+    assert cli.main(["tune", "--study", "shared", "--results-dir", str(results_dir), "--show", "--export", str(best)]) == 0
+    assert f"trial {study.best_trial.number}," in best.read_text()
+    for name in ("history", "slice", "intermediate", "importances"):
+        assert (results_dir / "shared" / "plots" / f"{name}.png").stat().st_size > 0
+    (job,) = sweep.expand(["slow_sac"], ["Pendulum"], [0], suite="check", config_files=[best], results_root=tmp_path,
+                          plugins=["slow_agent"])
+    for key, value in study.best_trial.params.items():
+        assert job.agent_config[key] == (yaml.safe_load(value) if key == "hidden" else value)  # JSON text of a list
