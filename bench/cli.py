@@ -343,8 +343,8 @@ def _tune_parser(commands) -> None:
     tune.add_argument("--pruner", default="median", help="median (default), hyperband or none")
     tune.add_argument("--pruner-startup", type=int, default=3,
                       help="finished trials before the median pruner prunes (default: %(default)s)")
-    tune.add_argument("--pruner-warmup", type=int, default=1,
-                      help="evaluations of a trial before it can be pruned (default: %(default)s: not on the step-0 one)")
+    tune.add_argument("--pruner-warmup", type=int, help="evaluations of a trial before it can be pruned "
+                      "(default: those up to the end of warm-up, which only score the untrained network)")
     tune.add_argument("--startup-trials", type=int,
                       help="random trials before TPE takes over (default: trials/3, between 2 and 10)")
     tune.add_argument("--sampler-seed", type=int, default=0, help="TPE seed; worker k uses seed+k (default: 0)")

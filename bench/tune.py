@@ -72,7 +72,7 @@ class TuneSettings:
     search: str | None = None
     pruner: str = "median"
     pruner_startup: int = 3        # trials finished before the median pruner prunes
-    pruner_warmup: int = 1         # evaluations of a trial before it can be pruned (the first is at step 0)
+    pruner_warmup: int | None = None  # reports before a trial can be pruned; None: up to the end of warm-up
     sampler_seed: int = 0
     startup_trials: int = 10       # random trials before TPE models the results
     device: str = "cpu"
@@ -126,13 +126,12 @@ def make_sampler(settings: TuneSettings, worker: int = 0) -> optuna.samplers.Bas
                                           seed=settings.sampler_seed + worker)
 
 
-def make_pruner(settings: TuneSettings, reports_per_trial: int) -> optuna.pruners.BasePruner:
+def make_pruner(settings: TuneSettings, reports_per_trial: int, warmup_reports: int) -> optuna.pruners.BasePruner:
+    warmup = warmup_reports if settings.pruner_warmup is None else settings.pruner_warmup
     if settings.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup,
-                                           n_warmup_steps=settings.pruner_warmup)
+        return optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup, n_warmup_steps=warmup)
     if settings.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, settings.pruner_warmup),
-                                              max_resource=reports_per_trial)
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=reports_per_trial)
     if settings.pruner == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"--pruner {settings.pruner!r}: valid choices: {', '.join(PRUNERS)}")
@@ -140,15 +139,15 @@ def make_pruner(settings: TuneSettings, reports_per_trial: int) -> optuna.pruner
 
 def open_study(settings: TuneSettings, worker: int = 0, create: bool = True) -> optuna.Study:
     """The study (created on first use), with its launch settings checked against the recorded ones."""
-    reports = len(settings.envs) * len(settings.seeds) * evals_per_run(settings)
+    evals, warmup_evals = eval_counts(settings)
+    pruner = make_pruner(settings, len(settings.envs) * len(settings.seeds) * evals, warmup_evals)
     storage = make_storage(settings.storage)
     if create:
         study = optuna.create_study(study_name=settings.study, storage=storage, direction="maximize",
-                                    sampler=make_sampler(settings, worker), pruner=make_pruner(settings, reports),
-                                    load_if_exists=True)
+                                    sampler=make_sampler(settings, worker), pruner=pruner, load_if_exists=True)
     else:
         study = optuna.load_study(study_name=settings.study, storage=storage, sampler=make_sampler(settings, worker),
-                                  pruner=make_pruner(settings, reports))
+                                  pruner=pruner)
     recorded = study.user_attrs.get(SETTINGS_ATTR)
     if recorded is None:
         study.set_user_attr(SETTINGS_ATTR, settings.identity())
@@ -159,12 +158,15 @@ def open_study(settings: TuneSettings, worker: int = 0, create: bool = True) -> 
     return study
 
 
-def evals_per_run(settings: TuneSettings) -> int:
+def eval_counts(settings: TuneSettings) -> tuple[int, int]:
+    """Evaluations per run, and how many of them come before any update (at or before the end of warm-up): those
+    score the initial random network, so pruning on them would judge a configuration before it learned."""
     from algorithms import config as cfg
     from bench.protocols import Protocol
 
     job = expand_trial(settings, "check", {})[0]
-    return len(cfg.build(Protocol, job.protocol, where="protocol").eval_steps)
+    protocol = cfg.build(Protocol, job.protocol, where="protocol")
+    return len(protocol.eval_steps), sum(step <= protocol.warmup_steps for step in protocol.eval_steps)
 
 
 def load(study_name: str, storage: str) -> optuna.Study:

@@ -144,3 +144,11 @@ def test_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_path, resul
                           plugins=["slow_agent"])
     for key, value in study.best_trial.params.items():
         assert job.agent_config[key] == (yaml.safe_load(value) if key == "hidden" else value)  # JSON text of a list
+
+
+def test_evaluations_before_any_update_never_prune_by_default(tmp_path):
+    settings = tiny_settings(tmp_path, "sac", {"tau": {"low": 0.004, "high": 0.006}}, trials=1)
+    assert tune.eval_counts(settings) == (4, 2)  # steps 0, 100, 200, 300; warm-up ends at 100
+    pruner = tune.make_pruner(settings, reports_per_trial=4, warmup_reports=2)
+    assert pruner._n_warmup_steps == 2
+    assert tune.make_pruner(tune.TuneSettings(**{**settings.__dict__, "pruner_warmup": 0}), 4, 2)._n_warmup_steps == 0
