@@ -431,7 +431,8 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
     counts = tune.run_local(settings, args.workers)
     console.print("trials: " + ", ".join(f"{count} {state}" for state, count in sorted(counts.items())),
                   highlight=False)
-    console.print(f"next: bench tune --study {study_name} --show   |   --export best.yaml", highlight=False)
+    where = f" --storage {storage}" if args.storage else (f" --results-dir {args.results_dir}" if args.results_dir else "")
+    console.print(f"next: bench tune --study {study_name}{where} --show   |   --export best.yaml", highlight=False)
     return 0
 
 

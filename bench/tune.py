@@ -25,13 +25,12 @@ failed trials do not count toward the cap, so the study still reaches its number
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing as mp
 import os
 import socket
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -364,7 +363,8 @@ def submit_slurm(settings: TuneSettings, workers: int, profile: Any, console: An
     executor.update_parameters(name=slurm.job_name(profile, Path(settings.study_dir)))
     submitted = executor.map_array(TuneWorker(), [settings] * workers, list(range(workers)))
     console.print(f"submitted {workers} tuning worker(s) as array job {str(submitted[0].job_id).split('_')[0]}; "
-                  f"logs: {folder / 'logs'}; follow with: bench tune --study {settings.study} --show")
+                  f"logs: {folder / 'logs'}; follow with: bench tune --study {settings.study} "
+                  f"--storage {settings.storage} --show")
     return 0
 
 
@@ -442,10 +442,6 @@ def save_plots(study: optuna.Study, plots_dir: Path, importances: dict[str, floa
             plt.close(figure)
             written.append(plots_dir / f"{name}.png")
     return written
-
-
-def settings_json(settings: TuneSettings) -> str:
-    return json.dumps(asdict(settings), indent=2)
 
 
 def resolve_envs(envs: Sequence[str], protocol: str, protocol_overrides: dict[str, Any]) -> tuple[str, ...]:
