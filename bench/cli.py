@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bench import probe
     probe.add_arguments(commands.add_parser(
         "probe", help="draw action samples and episodes of agents trained on the MultiGoal2D-v0 probe"))
+    _tune_parser(commands)
     return parser
 
 
@@ -102,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "probe":
             from bench import probe
             return probe.command(args, console)
+        if args.command == "tune":
+            return command_tune(args, argv, console)
         return command_list(console)
     except (ConfigError, FileNotFoundError) as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
@@ -214,7 +217,7 @@ def _status_table(rows: list) -> Table:
     with_queue = any(row.queue for row in rows)
     for column in ("run", "state", "detail", *(["SLURM queue"] if with_queue else [])):
         table.add_column(column)
-    colours = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "blue"}
+    colours = {"done": "green", "pruned": "magenta", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "blue"}
     for row in rows:
         colour = colours.get(row.state)
         table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else row.state, row.detail,
@@ -249,7 +252,7 @@ def _dry_run_table(jobs: list) -> Table:
         table.add_column(column)
     for job in jobs:
         state = records.run_status(Path(job.run_dir)).state
-        action = {"done": "skip (DONE)", "not started": "run", "interrupted": "resume",
+        action = {"done": "skip (DONE)", "pruned": "skip (pruned by a tuning trial)", "not started": "run", "interrupted": "resume",
                   "failed": "resume (failed before)", "running": "leave (running)"}[state]
         table.add_row(job.name, action, job.run_dir)
     return table
@@ -331,6 +334,136 @@ def command_report(args: argparse.Namespace, console: Console) -> int:
 def _print_skipped(skipped: list[str], console: Console) -> None:
     for reason in skipped:
         console.print(f"[yellow]warning:[/] skipped unreadable run: {reason}", highlight=False, soft_wrap=True)
+
+
+def _tune_parser(commands) -> None:
+    tune = commands.add_parser("tune", help="Optuna study over an algorithm's search space; trials are ordinary runs")
+    tune.add_argument("--algo", help="algorithm to tune (search space: algorithms/configs/search/<algo>.yaml)")
+    tune.add_argument("--env", action="append", default=[], help="environment (repeatable: the objective averages "
+                      "normalized scores over envs)")
+    tune.add_argument("--trials", type=int, default=20, help="trials in the study, over all workers (default: 20)")
+    tune.add_argument("--seeds", default="1", help="seeds per trial: count, list or range (default: 1)")
+    tune.add_argument("--study", help="study name and folder <results>/<study>/ (default: <algo>-<env ids>)")
+    tune.add_argument("--storage", help="Optuna storage: sqlite:///file.db (default: <results>/<study>/study.db; "
+                      "one machine only), journal:/shared/path/study.journal or postgresql://... (clusters)")
+    tune.add_argument("--search", type=Path, metavar="FILE", help="search space YAML (default: the algorithm's)")
+    tune.add_argument("--pruner", default="median", help="median (default), hyperband or none")
+    tune.add_argument("--pruner-startup", type=int, default=3,
+                      help="finished trials before the median pruner prunes (default: %(default)s)")
+    tune.add_argument("--pruner-warmup", type=int, help="evaluations of a trial before it can be pruned "
+                      "(default: those up to the end of warm-up, which only score the untrained network)")
+    tune.add_argument("--startup-trials", type=int,
+                      help="random trials before TPE takes over (default: trials/3, between 2 and 10)")
+    tune.add_argument("--sampler-seed", type=int, default=0, help="TPE seed; worker k uses seed+k (default: 0)")
+    tune.add_argument("--workers", type=int, default=1, help="parallel workers on the study (default: 1)")
+    tune.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
+    tune.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    tune.add_argument("--executor", choices=("local", "slurm"), default="local",
+                      help="local: worker processes here (default); slurm: a worker array, submit and exit")
+    tune.add_argument("--profile", type=Path, metavar="FILE", help="cluster profile YAML for --executor slurm")
+    tune.add_argument("--protocol", default=DEFAULT_PROTOCOL, help=f"protocol (default: {DEFAULT_PROTOCOL})")
+    tune.add_argument("--steps", type=int, help="env steps per run")
+    tune.add_argument("--eval-every", type=int, help="env steps between evaluations (= between pruning decisions)")
+    tune.add_argument("--eval-episodes", type=int, help="episodes per evaluation")
+    tune.add_argument("--warmup", type=int, help="uniform-random warm-up env steps")
+    tune.add_argument("--env-version", help="version for short env names, e.g. v4")
+    tune.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
+                      help="YAML overrides applied under every trial's sampled values (as in bench run)")
+    tune.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                      help="fixed config override for every trial (as in bench run); a searched key is overridden too")
+    tune.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import MODULE (extra algorithms)")
+    tune.add_argument("--results-dir", type=Path, help=f"results root (default: ${records.RESULTS_ENV_VAR} or ./results)")
+    tune.add_argument("--show", action="store_true", help="print best trials and importances, save plots; run nothing")
+    tune.add_argument("--export", type=Path, metavar="FILE",
+                      help="write the best parameters as a `bench run --config` file; run nothing")
+
+
+def command_tune(args: argparse.Namespace, argv: list[str], console: Console) -> int:
+    from bench import tune
+
+    results_root = (args.results_dir or records.default_results_root()).resolve()
+    study_name = args.study
+    if study_name is None:
+        if not (args.algo and args.env):
+            raise ConfigError("bench tune: give --algo and --env (or --study NAME with --show / --export)")
+        study_name = tune.default_study_name(args.algo, args.env)
+    study_dir = results_root / study_name
+    storage = args.storage or tune.default_storage(study_dir)
+    if args.show or args.export:
+        study = tune.load(study_name, storage)
+        if args.show:
+            _print_study(tune.summarize(study, study_dir / "plots"), study_name, console)
+        if args.export:
+            path = tune.export(study, args.export)
+            console.print(f"best parameters -> {path}  (bench run --config {path} ...)", highlight=False)
+        return 0
+    if not (args.algo and args.env):
+        raise ConfigError("bench tune: give --algo and --env to run a study")
+    for flag in ("trials", "workers", "pruner_startup"):
+        if getattr(args, flag) < (0 if flag == "pruner_startup" else 1):
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    plugins = [*args.plugin, *filter(None, os.environ.get(PLUGIN_ENV_VAR, "").split(","))]
+    profile = None
+    if args.executor == "slurm":
+        from bench import profiles
+
+        if args.profile is None:
+            raise ConfigError("--executor slurm needs a cluster profile: --profile FILE (see sweeps/profiles/)")
+        profile = profiles.load_profile(args.profile)
+        device = profile.device if args.device == "auto" else args.device
+        threads = args.threads or profile.cpus_per_task
+    else:
+        device = _device(args.device)
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    from bench.sweep import load_plugins, parse_seeds
+
+    load_plugins(plugins)
+    protocol_overrides = _protocol_flags(args)
+    settings = tune.TuneSettings(
+        algo=algorithms.get_algorithm(args.algo).name,
+        envs=tune.resolve_envs(args.env, args.protocol, protocol_overrides), seeds=tuple(parse_seeds(args.seeds)),
+        trials=args.trials, study=study_name, storage=storage, study_dir=str(study_dir), protocol=args.protocol,
+        protocol_overrides=protocol_overrides, config_files=tuple(str(path.resolve()) for path in args.config),
+        overrides=tuple(args.override), search=str(args.search.resolve()) if args.search else None,
+        pruner=args.pruner, pruner_startup=args.pruner_startup, pruner_warmup=args.pruner_warmup,
+        sampler_seed=args.sampler_seed,
+        startup_trials=args.startup_trials or max(2, min(10, args.trials // 3)),
+        device=device, torch_threads=threads, plugins=tuple(plugins), argv=("bench", *argv))
+    tune.check(settings)
+    if args.executor == "slurm":
+        return tune.submit_slurm(settings, args.workers, profile, console)
+    console.print(f"study {study_name!r}: {settings.trials} trials of {settings.algo} on {', '.join(settings.envs)} "
+                  f"x {len(settings.seeds)} seed(s), {args.workers} worker(s); storage {storage}; runs in {study_dir}",
+                  highlight=False, soft_wrap=True)
+    counts = tune.run_local(settings, args.workers)
+    console.print("trials: " + ", ".join(f"{count} {state}" for state, count in sorted(counts.items())),
+                  highlight=False)
+    where = f" --storage {storage}" if args.storage else (f" --results-dir {args.results_dir}" if args.results_dir else "")
+    console.print(f"next: bench tune --study {study_name}{where} --show   |   --export best.yaml", highlight=False)
+    return 0
+
+
+def _print_study(summary, study_name: str, console: Console) -> None:
+    console.print("trials: " + ", ".join(f"{count} {state}" for state, count in sorted(summary.counts.items())),
+                  highlight=False)
+    best = Table(title=f"study {study_name}: best trials (objective: mean normalized final eval return)")
+    for column in ("trial", "objective", "minutes", "parameters"):
+        best.add_column(column)
+    for row in summary.best:
+        params = ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                           for key, value in row["params"].items())
+        best.add_row(str(row["trial"]), f"{row['value']:.4f}", f"{row['seconds'] / 60:.1f}", params)
+    console.print(best)
+    if summary.importances:
+        table = Table(title="parameter importances (PED-ANOVA, complete trials)")
+        table.add_column("parameter")
+        table.add_column("importance", justify="right")
+        for name, value in summary.importances.items():
+            table.add_row(name, f"{value:.3f}")
+        console.print(table)
+    else:
+        console.print(f"parameter importances: not available ({summary.importance_note})", highlight=False)
+    console.print("plots: " + ", ".join(map(str, summary.plots)), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ RESULTS_ENV_VAR = "BENCH_RESULTS_DIR"
 SNAPSHOT_INFO = "SNAPSHOT.json"  # beside the packages in a sweep's code snapshot (bench.slurm)
 DONE_FILE = "DONE"
 ERROR_FILE = "error.txt"
+PRUNED_FILE = "PRUNED"  # a tuning trial's pruner stopped the run: final, like DONE (holds the reason)
 
 EVAL_COLUMNS = (
     "step", "wall_time_s", "eval/return_mean", "eval/return_std", "eval/return_min", "eval/return_max",
@@ -147,7 +148,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 RECORD_FILES = ("config.yaml", "manifest.json", "eval.csv", "train.csv", "summary.json", ERROR_FILE, DONE_FILE,
-                "attempts.json", "run.log", "checkpoint.json")  # not RUNNING: that is the live owner's
+                PRUNED_FILE, "attempts.json", "run.log", "checkpoint.json")  # not RUNNING: that is the live owner's
 RECORD_DIRS = ("ckpt", "replay")
 
 
@@ -302,7 +303,7 @@ def _pid_alive(pid: int) -> bool:
 # Status -------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunStatus:
-    state: str  # "done" | "running" | "failed" | "interrupted" | "not started"
+    state: str  # "done" | "pruned" | "running" | "failed" | "interrupted" | "not started"
     detail: str = ""
 
 
@@ -310,6 +311,8 @@ def run_status(directory: Path) -> RunStatus:
     directory = Path(directory)
     if (directory / DONE_FILE).exists():
         return RunStatus("done")
+    if (directory / PRUNED_FILE).exists():
+        return RunStatus("pruned", (directory / PRUNED_FILE).read_text().strip())
     if is_running(directory):
         return RunStatus("running")
     if (directory / ERROR_FILE).exists():

@@ -32,6 +32,7 @@ from bench.replay import ReplayBuffer
 from bench.sweep import JobSpec, load_plugins
 
 Reporter = Callable[[dict[str, Any]], None]
+EvalHook = Callable[[int, float], bool]  # (env step, mean eval return) -> True to stop the run now (pruned)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later" - what a launcher should requeue
 
@@ -44,13 +45,18 @@ class RunInterrupted(Exception):
     """A stop signal arrived; a checkpoint was written and the run can be resumed."""
 
 
+class RunPruned(Exception):
+    """The ``on_eval`` hook (an Optuna trial's pruner) stopped the run; it is final, never resumed."""
 
-def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Callable[[], bool] | None = None
-            ) -> dict[str, Any]:
-    """Train ``job`` to completion (resuming an interrupted attempt) and record it. A DONE run is skipped.
 
-    Never raises for a failed run: the failure is recorded in the run directory and reflected in the
-    returned summary's ``status`` (done, skipped, failed, interrupted, busy).
+
+def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Callable[[], bool] | None = None,
+            on_eval: EvalHook | None = None) -> dict[str, Any]:
+    """Train ``job`` to completion (resuming an interrupted attempt) and record it. A DONE or pruned run is skipped.
+
+    ``on_eval`` is called after every evaluation; when it returns True the run stops there and is recorded as
+    pruned (``PRUNED`` in its directory). Never raises for a failed run: the failure is recorded in the run
+    directory and reflected in the returned summary's ``status`` (done, skipped, failed, interrupted, busy, pruned).
     """
     directory = Path(job.run_dir)
     report = _with_job(reporter or (lambda event: None), job.name)
@@ -59,6 +65,8 @@ def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Call
         summary = records.read_json(directory / "summary.json")
         report({"event": "skipped", "summary": summary})
         return {**summary, "status": "skipped"}
+    if (directory / records.PRUNED_FILE).exists():
+        return _not_run(job, "pruned", report)
     if stop_requested and stop_requested():
         return _not_run(job, "interrupted", report)
     directory.mkdir(parents=True, exist_ok=True)
@@ -72,8 +80,10 @@ def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Call
     signals = _StopSignals()
     try:
         with signals:
-            summary = Trainer(job, directory, report, resume_state, signals).train()
+            summary = Trainer(job, directory, report, resume_state, signals, on_eval).train()
         _record_success(job, directory, summary)
+    except RunPruned as pruned:
+        summary = _record_pruned(job, directory, str(pruned))
     except RunInterrupted as stop:
         summary = {**_identity(job), "status": "interrupted", "detail": str(stop),
                    "signals": sorted(set(signals.all_received))}
@@ -142,6 +152,14 @@ def _record_success(job: JobSpec, directory: Path, summary: dict[str, Any]) -> N
     _finish_manifest(directory)
     records.write_json(directory / "summary.json", summary)
     (directory / records.DONE_FILE).write_text(records.now_iso() + "\n")
+
+
+def _record_pruned(job: JobSpec, directory: Path, detail: str) -> dict[str, Any]:
+    _finish_manifest(directory)
+    summary = {**_identity(job), "status": "pruned", "detail": detail}
+    records.write_json(directory / "summary.json", summary)
+    (directory / records.PRUNED_FILE).write_text(detail + "\n")
+    return summary
 
 
 def _record_failure(job: JobSpec, directory: Path, error: BaseException) -> dict[str, Any]:
@@ -267,8 +285,9 @@ class MetricAccumulator:
 
 class Trainer:
     def __init__(self, job: JobSpec, directory: Path, report: Reporter,
-                 resume_state: dict[str, Any] | None = None, signals: _StopSignals | None = None) -> None:
-        self.job, self.directory, self.report = job, directory, report
+                 resume_state: dict[str, Any] | None = None, signals: _StopSignals | None = None,
+                 on_eval: EvalHook | None = None) -> None:
+        self.job, self.directory, self.report, self.on_eval = job, directory, report, on_eval
         self.signals = signals or _StopSignals()
         self.protocol: Protocol = cfg.build(Protocol, job.protocol, where=f"{job.name} protocol")
         self.seeds = RunSeeds.derive(job.seed)
@@ -398,6 +417,14 @@ class Trainer:
         self.eval_returns.append((self.step, row["eval/return_mean"]))
         self.report({"event": "eval", "step": self.step, "return": row["eval/return_mean"],
                      "total": self.protocol.total_steps})
+        if self.on_eval is not None and self.on_eval(self.step, row["eval/return_mean"]):
+            self.prune(row["eval/return_mean"])
+
+    def prune(self, last_return: float) -> None:
+        self._heartbeat(outcome="pruned")
+        self.close()
+        records.remove_finished_state(self.directory)  # a pruned run is never resumed
+        raise RunPruned(f"pruned at env step {self.step} (eval return {last_return:.6g})")
 
     def finish(self) -> dict[str, Any]:
         if self.last_logged_step != self.step:

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from bench import records, spec
 
-STATES = ("done", "running", "interrupted", "failed", "pending", "not started")
+STATES = ("done", "pruned", "running", "interrupted", "failed", "pending", "not started")
 
 
 @dataclass(frozen=True)

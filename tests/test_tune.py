@@ -1,0 +1,154 @@
+"""`bench tune`: real Optuna studies (SQLite files in tmp_path) whose trials are tiny Pendulum runs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from algorithms.config import ConfigError
+from bench import cli, records, sweep, tune
+from bench.search_space import load_search_space
+from conftest import TESTS_DIR, TINY, bench_env
+
+TINY_PROTOCOL = {"total_steps": 300, "warmup_steps": 100, "eval_every": 100, "eval_episodes": 2, "log_every": 100}
+TINY_AGENT = ("batch_size=32", "hidden=32,32")
+
+
+@pytest.fixture
+def plugins_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS_DIR / "plugins"))
+
+
+def tiny_settings(tmp_path: Path, algo: str, search: dict, trials: int, **options) -> tune.TuneSettings:
+    search_file = tmp_path / f"{algo}.search.yaml"
+    search_file.write_text(yaml.safe_dump(search))
+    study_dir = tmp_path / "results" / "study"
+    defaults = dict(algo=algo, envs=("Pendulum-v1",), seeds=(0,), trials=trials, study="study",
+                    storage=tune.default_storage(study_dir), study_dir=str(study_dir), protocol="quick",
+                    protocol_overrides=TINY_PROTOCOL, overrides=TINY_AGENT, search=str(search_file))
+    return tune.TuneSettings(**{**defaults, **options})
+
+
+def test_unknown_search_key_is_a_clear_error(tmp_path):
+    bad = tmp_path / "sac.yaml"
+    bad.write_text("actor_lr: {low: 1.0e-4, high: 1.0e-3, log: true}\nactor_lrr: {low: 1.0e-4, high: 1.0e-3}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'actor_lrr' for algorithm 'sac'; valid keys: .*actor_lr"):
+        load_search_space("sac", bad)
+    bad.write_text("tau: {low: 0.5, high: 2.0}\n")  # a bound outside the config's own validation
+    with pytest.raises(ConfigError, match="tau"):
+        load_search_space("sac", bad)
+    bad.write_text("init_alpha: {low: 0.1, high: 1.0, when: {autotune_alpha: false}}\n")
+    with pytest.raises(ConfigError, match="'when' must map keys listed earlier"):
+        load_search_space("sac", bad)
+
+
+@pytest.mark.parametrize("algo", ["sac", "sdac"])
+def test_shipped_search_spaces_sample_valid_configs(algo):
+    import algorithms
+
+    space = load_search_space(algo)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(8):
+        params = space.suggest(study.ask())
+        algorithms.resolve_config(algo, "Pendulum-v1", params)
+        seen |= set(params)
+    assert {param.name for param in space.params if not param.when} <= seen
+
+
+def test_pruner_stops_a_bad_configuration(tmp_path, plugins_on_path):
+    settings = tiny_settings(tmp_path, "biased_sac", {"velocity_gain": {"choices": [0.0, 1.0]}}, trials=2,
+                             plugins=("biased_agent",), pruner_startup=1, pruner_warmup=0)
+    study = tune.open_study(settings)
+    study.enqueue_trial({"velocity_gain": 0.0})
+    study.enqueue_trial({"velocity_gain": 1.0})  # spins the pendulum: far below the first trial at step 0
+    counts = tune.work(settings)
+    assert counts == {"complete": 1, "pruned": 1}
+    good, bad = study.get_trials()
+    assert good.state == TrialState.COMPLETE and bad.state == TrialState.PRUNED
+    (run_dir,) = map(Path, bad.user_attrs["runs"])
+    assert records.run_status(run_dir).state == "pruned"
+    assert len((run_dir / "eval.csv").read_text().splitlines()) == 2  # header + the step-0 evaluation
+    assert not (run_dir / "replay").exists()
+    job = tune.expand_trial(settings, "trial-0001", {"velocity_gain": 1.0})[0]
+    from bench.run import run_one
+
+    assert run_one(job)["status"] == "pruned"  # never resumed as if interrupted
+
+    best = tune.export(study, tmp_path / "best.yaml")
+    (exported,) = sweep.expand(["biased_sac"], ["Pendulum"], [0], suite="check", config_files=[best],
+                               results_root=tmp_path)
+    assert exported.agent_config["velocity_gain"] == 0.0
+
+
+def test_a_diverging_trial_is_pruned(tmp_path, plugins_on_path):
+    """(On the journal-file storage, the one for clusters.)"""
+    settings = tiny_settings(tmp_path, "nan_sac", {"tau": {"low": 0.004, "high": 0.006}}, trials=1,
+                             plugins=("nan_agent",), pruner="none", storage=f"journal:{tmp_path / 'study.journal'}")
+    assert tune.work(settings) == {"pruned": 1}
+    (trial,) = tune.load("study", settings.storage).get_trials()
+    (run_dir,) = map(Path, trial.user_attrs["runs"])
+    assert "NonFiniteMetric" in (run_dir / records.ERROR_FILE).read_text()
+
+
+def test_slurm_workers_refuse_a_shared_sqlite_file(tmp_path, results_dir, capsys):
+    profile = TESTS_DIR.parent / "sweeps" / "profiles" / "local-cluster.yaml"
+    code = cli.main(["tune", "--algo", "sac", "--env", "Pendulum", "--executor", "slurm", "--profile", str(profile),
+                     "--results-dir", str(results_dir)])
+    assert code == 2
+    assert "SQLite file must not be shared" in capsys.readouterr().err
+    assert not (results_dir / "sac-Pendulum").exists()  # refused before anything was created
+
+
+def test_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_path, results_dir, plugins_on_path):
+    """A worker is SIGKILLed mid-trial; then two local workers on the same SQLite file fail its orphaned trial and
+    make exactly --trials trials between them. --show and --export read the study; the exported file is a valid
+    `bench run --config` file."""
+    args = ["tune", "--algo", "slow_sac", "--env", "Pendulum", "--trials", "3", "--study", "shared", "--pruner", "none",
+            "--search", str(TESTS_DIR.parent / "algorithms" / "configs" / "search" / "sac.yaml"),
+            "--plugin", "slow_agent", *TINY, "--steps", "200", "--results-dir", str(results_dir)]
+    killed = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], env=bench_env(results_dir),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    train_log = results_dir / "shared" / "trial-0000" / "slow_sac" / "Pendulum-v1" / "seed=0" / "train.csv"
+    deadline = time.time() + 120
+    while not train_log.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert train_log.exists() and not (train_log.parent / records.DONE_FILE).exists()
+
+    assert cli.main([*args, "--workers", "2"]) == 0
+    study = tune.load("shared", tune.default_storage(results_dir / "shared"))
+    orphan, *trials = study.get_trials()
+    assert orphan.state == TrialState.FAIL
+    assert len(trials) == 3 and all(trial.state == TrialState.COMPLETE for trial in trials)
+    assert len({trial.user_attrs["worker"]["pid"] for trial in trials}) == 2  # both workers took trials
+    for trial in trials:
+        (run_dir,) = map(Path, trial.user_attrs["runs"])
+        assert run_dir.parents[2].name == f"trial-{trial.number:04d}"
+        assert records.run_status(run_dir).state == "done"
+
+    best = tmp_path / "best.yaml"
+    assert cli.main(["tune", "--study", "shared", "--results-dir", str(results_dir), "--show", "--export", str(best)]) == 0
+    assert f"trial {study.best_trial.number}," in best.read_text()
+    for name in ("history", "slice", "intermediate", "importances"):
+        assert (results_dir / "shared" / "plots" / f"{name}.png").stat().st_size > 0
+    (job,) = sweep.expand(["slow_sac"], ["Pendulum"], [0], suite="check", config_files=[best], results_root=tmp_path,
+                          plugins=["slow_agent"])
+    for key, value in study.best_trial.params.items():
+        assert job.agent_config[key] == (yaml.safe_load(value) if key == "hidden" else value)  # JSON text of a list
+
+
+def test_evaluations_before_any_update_never_prune_by_default(tmp_path):
+    settings = tiny_settings(tmp_path, "sac", {"tau": {"low": 0.004, "high": 0.006}}, trials=1)
+    assert tune.eval_counts(settings) == (4, 2)  # steps 0, 100, 200, 300; warm-up ends at 100
+    pruner = tune.make_pruner(settings, reports_per_trial=4, warmup_reports=2)
+    assert pruner._n_warmup_steps == 2
+    assert tune.make_pruner(tune.TuneSettings(**{**settings.__dict__, "pruner_warmup": 0}), 4, 2)._n_warmup_steps == 0
