@@ -389,7 +389,11 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         study_name = tune.default_study_name(args.algo, args.env)
     study_dir = results_root / study_name
     storage = args.storage or tune.default_storage(study_dir)
+    plugins = [*args.plugin, *filter(None, os.environ.get(PLUGIN_ENV_VAR, "").split(","))]
     if args.show or args.export:
+        from bench.sweep import load_plugins
+
+        load_plugins(plugins)  # the export validates the best parameters against the algorithm's config
         study = tune.load(study_name, storage)
         if args.show:
             _print_study(tune.summarize(study, study_dir / "plots"), study_name, console)
@@ -402,7 +406,6 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
     for flag in ("trials", "workers", "pruner_startup"):
         if getattr(args, flag) < (0 if flag == "pruner_startup" else 1):
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    plugins = [*args.plugin, *filter(None, os.environ.get(PLUGIN_ENV_VAR, "").split(","))]
     profile = None
     if args.executor == "slurm":
         from bench import profiles

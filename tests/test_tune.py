@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from algorithms.config import ConfigError
 from bench import cli, records, sweep, tune
 from bench.search_space import load_search_space
-from conftest import TESTS_DIR, TINY, bench_env
+from conftest import TESTS_DIR, TINY, bench_cli, bench_env
 
 TINY_PROTOCOL = {"total_steps": 300, "warmup_steps": 100, "eval_every": 100, "eval_episodes": 2, "log_every": 100}
 TINY_AGENT = ("batch_size=32", "hidden=32,32")
@@ -124,11 +124,18 @@ def test_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_path, resul
     killed.wait()
     assert train_log.exists() and not (train_log.parent / records.DONE_FILE).exists()
 
-    assert cli.main([*args, "--workers", "2"]) == 0
+    # In a subprocess, as users run it: the workers are spawned processes, kept out of pytest's own process.
+    result = bench_cli(*args, "--workers", "2", results_dir=results_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
     study = tune.load("shared", tune.default_storage(results_dir / "shared"))
-    orphan, *trials = study.get_trials()
+    orphan, *others = study.get_trials()
     assert orphan.state == TrialState.FAIL
-    assert len(trials) == 3 and all(trial.state == TrialState.COMPLETE for trial in trials)
+    trials = [trial for trial in others if trial.state == TrialState.COMPLETE]
+    assert len(trials) == 3  # the cap: exactly --trials trials ran to completion
+    # A worker that asks for a trial just as the cap fills records it as FAIL without running it (a race the cap
+    # resolves by trial number); nothing is left RUNNING.
+    assert all(trial.state in (TrialState.COMPLETE, TrialState.FAIL) for trial in others)
+    assert all("runs" not in trial.user_attrs for trial in others if trial.state == TrialState.FAIL)
     # Both workers ran on the study; which of them took how many of the 3 short trials depends on how fast each
     # spawned process started (on a loaded machine one can take all three), so only the bound is asserted.
     assert 1 <= len({trial.user_attrs["worker"]["pid"] for trial in trials}) <= 2
@@ -138,7 +145,10 @@ def test_workers_share_one_sqlite_study_and_survive_a_killed_one(tmp_path, resul
         assert records.run_status(run_dir).state == "done"
 
     best = tmp_path / "best.yaml"
-    assert cli.main(["tune", "--study", "shared", "--results-dir", str(results_dir), "--show", "--export", str(best)]) == 0
+    result = bench_cli("tune", "--study", "shared", "--results-dir", str(results_dir), "--show", "--export", str(best),
+                       "--plugin", "slow_agent",
+                       results_dir=results_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert f"trial {study.best_trial.number}," in best.read_text()
     for name in ("history", "slice", "intermediate", "importances"):
         assert (results_dir / "shared" / "plots" / f"{name}.png").stat().st_size > 0
