@@ -13,7 +13,7 @@ import yaml
 from optuna.trial import TrialState
 
 from algorithms.config import ConfigError
-from bench import cli, records, sweep, tune
+from bench import records, sweep, tune
 from bench.search_space import load_search_space
 from conftest import TESTS_DIR, TINY, bench_cli, bench_env
 
@@ -98,12 +98,12 @@ def test_a_diverging_trial_is_pruned(tmp_path, plugins_on_path):
     assert "NonFiniteMetric" in (run_dir / records.ERROR_FILE).read_text()
 
 
-def test_slurm_workers_refuse_a_shared_sqlite_file(tmp_path, results_dir, capsys):
+def test_slurm_workers_refuse_a_shared_sqlite_file(tmp_path, results_dir):
     profile = TESTS_DIR.parent / "sweeps" / "profiles" / "local-cluster.yaml"
-    code = cli.main(["tune", "--algo", "sac", "--env", "Pendulum", "--executor", "slurm", "--profile", str(profile),
-                     "--results-dir", str(results_dir)])
-    assert code == 2
-    assert "SQLite file must not be shared" in capsys.readouterr().err
+    result = bench_cli("tune", "--algo", "sac", "--env", "Pendulum", "--executor", "slurm", "--profile", str(profile),
+                       "--results-dir", str(results_dir), results_dir=results_dir)
+    assert result.returncode == 2
+    assert "SQLite file must not be shared" in result.stderr
     assert not (results_dir / "sac-Pendulum").exists()  # refused before anything was created
 
 
