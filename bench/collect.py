@@ -9,7 +9,9 @@ returned in ``skipped`` so the caller can warn. Nothing here writes into run dir
 from __future__ import annotations
 
 import csv
+import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -66,6 +68,28 @@ def collect(paths: Iterable[Path | str]) -> Collected:
     runs = pd.DataFrame(run_rows, columns=RUN_COLUMNS)
     _label_variants(evals, runs)
     return Collected(evals, runs, skipped)
+
+
+def train_metrics(runs: pd.DataFrame) -> pd.DataFrame:
+    """The training logs (train.csv: losses, temperature, speed, memory) of the runs in a ``runs`` table, one row
+    per logged step with the run's label, algo, env_id and seed in front. Columns an algorithm does not log are
+    NaN; a row cut short by a kill is dropped; an unreadable log is skipped with a warning naming the file."""
+    frames = []
+    for run in runs.itertuples():
+        path = Path(run.run_dir) / "train.csv"
+        try:
+            text = path.read_text()
+            complete_lines = text[:text.rfind("\n") + 1]  # a line without its newline was cut short by a kill
+            frame = pd.read_csv(io.StringIO(complete_lines))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            warnings.warn(f"{path}: skipped ({error})", stacklevel=2)
+            continue
+        frames.append(frame.assign(label=run.label, algo=run.algo, env_id=run.env_id, seed=run.seed))
+    if not frames:
+        return pd.DataFrame(columns=["label", "algo", "env_id", "seed", "step"])
+    table = pd.concat(frames, ignore_index=True)
+    identity = ["label", "algo", "env_id", "seed"]
+    return table[identity + [column for column in table.columns if column not in identity]]
 
 
 def _unique_run_dirs(paths: Iterable[Path | str]) -> list[Path]:

@@ -13,6 +13,7 @@ same records give the same report.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 from dataclasses import dataclass, field
@@ -157,8 +158,24 @@ def _quiet(function, *args, **kwargs):
         return function(*args, **kwargs)
 
 
+@contextlib.contextmanager
+def _global_numpy_seed(seed: int):
+    """Seed NumPy's global generator for the duration, then put its previous state back."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def interval_estimates(score_dict: dict, func, reps: int, seed: int) -> tuple[dict, dict]:
-    return _quiet(rly.get_interval_estimates, score_dict, func, reps=reps, random_state=np.random.RandomState(seed))
+    # rliable 1.2's StratifiedBootstrap.update_indices draws the resampled run indices from the global
+    # np.random, not from the random_state handed to it: without seeding that too, the same records gave
+    # different CIs from call to call.
+    with _global_numpy_seed(seed):
+        return _quiet(rly.get_interval_estimates, score_dict, func, reps=reps,
+                      random_state=np.random.RandomState(seed))
 
 
 def aggregate_estimates(scores: dict[str, np.ndarray], reps: int, seed: int) -> tuple[dict, dict]:

@@ -218,3 +218,42 @@ def test_each_algorithm_keeps_its_colour_whatever_else_is_compared():
     alone, crowded = palette(["sdac", "sac"]), palette(["cpql", "sac", "foo", "dacer", "sdac", "sdac (b)"])
     assert alone["sac"] == crowded["sac"] and alone["sdac"] == crowded["sdac"]
     assert len(set(crowded.values())) == len(crowded)  # variants and unknown algorithms get their own colour
+
+
+def test_the_same_scores_and_bootstrap_seed_give_the_same_intervals_whatever_numpy_s_global_state():
+    # rliable draws its resampling indices from np.random: bench.stats seeds it, and restores it afterwards.
+    rng = np.random.default_rng(3)
+    scores = {"sac": rng.normal(size=(5, 3)), "sdac": rng.normal(size=(5, 3)) + 0.3}
+    curves = {label: rng.normal(size=(5, 3, 4)) for label in scores}
+
+    def everything(seed):
+        return (stats.aggregate_estimates(scores, 50, seed), stats.improvement_probabilities(scores, 50, seed),
+                stats.curve_estimates(curves, 50, seed))
+
+    first = everything(seed=0)
+    np.random.seed(12345)
+    before = np.random.get_state()[1].copy()
+    second = everything(seed=0)
+    assert (np.random.get_state()[1] == before).all()  # the caller's global stream is left where it was
+    other_seed = everything(seed=1)
+    for one, two, three in zip(first, second, other_seed):
+        for label in one[1]:
+            np.testing.assert_array_equal(one[1][label], two[1][label])
+        assert any(not np.array_equal(one[1][label], three[1][label]) for label in one[1])
+
+
+def test_train_metrics_joins_every_run_s_training_log_and_drops_a_line_cut_short(tmp_path):
+    from bench.collect import train_metrics
+
+    for algo in ("sac", "sdac"):
+        run = write_run(tmp_path, "t", algo, "Hopper-v5", 0, STEPS, [0, 1, 2])
+        metric = "alpha" if algo == "sac" else "weights/ess"
+        (run / "train.csv").write_text(f"step,loss/critic,{metric}\n500,1.5,0.2\n1000,1.25,0.1\n1500,1.0")
+    with pytest.warns(UserWarning, match="train.csv"):
+        missing = write_run(tmp_path, "t", "dpmd", "Hopper-v5", 0, STEPS, [0, 1, 2])
+        table = train_metrics(collect([tmp_path]).runs)
+    assert not (missing / "train.csv").exists()
+    assert list(table.columns[:5]) == ["label", "algo", "env_id", "seed", "step"]
+    assert table.groupby("algo")["step"].apply(list).to_dict() == {"sac": [500, 1000], "sdac": [500, 1000]}
+    assert table.loc[table.algo == "sac", "weights/ess"].isna().all()
+    assert table.loc[table.algo == "sdac", "loss/critic"].tolist() == [1.5, 1.25]
