@@ -305,6 +305,9 @@ def _report_parsers(commands) -> None:
 
 def command_report(args: argparse.Namespace, console: Console) -> int:
     """`bench collect` and `bench report`: both read the run directories; collect stops at the Parquet tables."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # written headless (SLURM nodes, CI); bench.plots leaves the backend to notebooks
     from bench import collect as collecting, report as reporting  # heavy imports (matplotlib, rliable) only here
 
     out = args.out or reporting.default_output(args.paths)

@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from rliable import plot_utils
 
-matplotlib.use("Agg")  # reports are written headless (SLURM nodes, CI); must precede pyplot
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from rliable import plot_utils  # noqa: E402
-
-from bench.stats import KNOWN_ORDER, ordered  # noqa: E402
+from bench.stats import KNOWN_ORDER, ordered
 
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "axes.spines.top": False,
          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
