@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "notebooks").glob("*.md")])
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"```(?:bash|sh|console)?\n(.*?)```", re.S)
+ANY_FENCE = re.compile(r"```.*?```", re.S)
 
 
 def markdown_of(path: Path) -> str:
@@ -24,14 +25,38 @@ def markdown_of(path: Path) -> str:
 
 
 def relative_links(path: Path) -> list[str]:
-    links = [link.split("#")[0] for link in LINK.findall(markdown_of(path))]
-    return [link for link in links if link and not re.match(r"[a-z]+:", link)]
+    return [link for link in LINK.findall(ANY_FENCE.sub("", markdown_of(path))) if not re.match(r"[a-z]+:", link)]
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", ANY_FENCE.sub("", markdown_of(path)), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def broken_links(page: Path) -> list[str]:
+    broken = []
+    for link in relative_links(page):
+        target, _, anchor = link.partition("#")
+        path = (page.parent / target) if target else page
+        if not path.exists():
+            broken.append(link)
+        elif anchor and path.suffix in (".md", ".ipynb") and anchor not in anchors(path):
+            broken.append(f"{link} (no such heading)")
+    return broken
 
 
 @pytest.mark.parametrize("page", PAGES + sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
 def test_relative_links_resolve(page):
-    broken = [link for link in relative_links(page) if not (page.parent / link).exists()]
+    broken = broken_links(page)
     assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
+
+
+def test_the_link_check_catches_a_missing_file_and_a_missing_heading(tmp_path):
+    (tmp_path / "b.md").write_text("# Speed: SAC (issue 2)\n")
+    page = tmp_path / "a.md"
+    page.write_text("[ok](b.md#speed-sac-issue-2) [gone](c.md) [bad](b.md#speed) [self](#top)\n# Top\n")
+    assert broken_links(page) == ["c.md", "b.md#speed (no such heading)"]
 
 
 def subcommand_flags() -> dict[str, set[str]]:
