@@ -98,6 +98,7 @@ def _aggregate_section(selection, evals, options, colors, out, report, score_nam
                                out, "aggregates")
     aggregate_frame = _aggregate_frame(points, cis)
     aggregate_frame.to_csv(out / "aggregates.csv", index=False)
+    report.files.append(out / "aggregates.csv")
     text = [f"Tasks: {', '.join(selection.tasks)}; runs per algorithm: "
             + ", ".join(f"{label} {scores[label].shape[0]}×{scores[label].shape[1]}" for label in selection.labels),
             "", "![aggregates](aggregates.png)", "", _aggregate_markdown(aggregate_frame)]
@@ -110,6 +111,7 @@ def _aggregate_section(selection, evals, options, colors, out, report, score_nam
                                "ci_high": float(np.ravel(probability_cis[pair][1])[0])}
                               for pair, value in probabilities.items()])
         frame.to_csv(out / "probability_of_improvement.csv", index=False)
+        report.files.append(out / "probability_of_improvement.csv")
         text += ["### Probability of improvement", "", "![P(X > Y)](probability_of_improvement.png)", "",
                  _table_markdown(frame.round(3))]
     taus = stats.profile_taus(scores)

@@ -172,10 +172,17 @@ def _global_numpy_seed(seed: int):
 def interval_estimates(score_dict: dict, func, reps: int, seed: int) -> tuple[dict, dict]:
     # rliable 1.2's StratifiedBootstrap.update_indices draws the resampled run indices from the global
     # np.random, not from the random_state handed to it: without seeding that too, the same records gave
-    # different CIs from call to call.
+    # different CIs from call to call. Seeded again for each key, so that a label's CI does not depend on which
+    # other labels are in the report (adding an algorithm leaves the others' intervals as they were).
+    points, cis = {}, {}
     with _global_numpy_seed(seed):
-        return _quiet(rly.get_interval_estimates, score_dict, func, reps=reps,
-                      random_state=np.random.RandomState(seed))
+        for key, scores in score_dict.items():
+            np.random.seed(seed)
+            point, ci = _quiet(rly.get_interval_estimates, {key: scores}, func, reps=reps,
+                               random_state=np.random.RandomState(seed))
+            points.update(point)
+            cis.update(ci)
+    return points, cis
 
 
 def aggregate_estimates(scores: dict[str, np.ndarray], reps: int, seed: int) -> tuple[dict, dict]:

@@ -159,6 +159,14 @@ def test_vectorized_statistics_equal_rliable_functions():
     assert stats.iqm_per_point(curves) == pytest.approx(expected)
 
 
+def test_a_label_s_intervals_do_not_depend_on_the_other_labels():
+    rng = np.random.default_rng(0)
+    scores = {"sac": rng.normal(size=(5, 2)), "sdac": rng.normal(size=(5, 2))}
+    _, together = stats.aggregate_estimates(scores, reps=50, seed=0)
+    _, alone = stats.aggregate_estimates({"sdac": scores["sdac"]}, reps=50, seed=0)
+    np.testing.assert_array_equal(together["sdac"], alone["sdac"])
+
+
 def test_table_normalization_maps_random_to_zero_and_reference_to_one():
     frame = pd.DataFrame({"env_id": ["Hopper-v5", "Hopper-v5"], "return": [16.67, 2325.55]})
     scores = add_scores(frame, normalization(frame, "table"))["score"]
@@ -189,6 +197,7 @@ def test_synthetic_grid_report_covers_every_algorithm_pair(tmp_path):
     report = make_report([tmp_path / "grid"], tmp_path / "grid" / "report", ReportOptions(reps=20))
     pairs = pd.read_csv(report.folder / "probability_of_improvement.csv")
     assert len(pairs) == len(list(itertools.combinations(range(3), 2)))
+    assert sorted(report.files) == sorted(report.folder.iterdir())  # the printed file count is every file written
     with open(report.folder / "cost.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 3 * 2
 
