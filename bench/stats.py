@@ -100,6 +100,13 @@ def select_runs(runs: pd.DataFrame, include_incomplete: bool = False) -> Selecti
                          f"keeping the lowest seed numbers")
         chosen.append(mine.sort_values("seed").groupby("env_id", group_keys=False).head(keep))
     selected = pd.concat(chosen, ignore_index=True) if chosen else pool.iloc[:0]
+    for task in tasks:  # a final score is the last evaluation, whatever the budget: say when budgets differ
+        steps = selected[selected["env_id"] == task].groupby("label")["last_step"].agg(["min", "max"])
+        if len(steps) and steps["min"].min() != steps["max"].max():
+            detail = ", ".join(f"{label} {int(low)}" if low == high else f"{label} {int(low)}-{int(high)}"
+                               for label, (low, high) in steps.loc[ordered(steps.index)].iterrows())
+            notes.append(f"{task}: final evaluations at different env steps ({detail}); the final scores compare "
+                         f"different budgets")
     return Selection(selected, labels, tasks, notes)
 
 

@@ -77,6 +77,17 @@ def test_seeds_are_truncated_to_the_common_minimum_within_an_algorithm(tmp_path)
     assert "truncated to the common minimum of 3" in report.markdown.read_text()
 
 
+def test_final_scores_at_different_budgets_are_noted(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path, "b", "sac", "Hopper-v5", seed, STEPS, [0, 1, 2])
+        write_run(tmp_path, "b", "sdac", "Hopper-v5", seed, [*STEPS, 2000], [0, 1, 2, 3])
+    runs = collect([tmp_path / "b"]).runs.assign(score=lambda frame: frame["final_return"])
+    assert "Hopper-v5: final evaluations at different env steps (sac 1000, sdac 2000)" in " ".join(
+        stats.select_runs(runs).notes)
+    same = runs[runs["algo"] == "sac"]
+    assert not any("different env steps" in note for note in stats.select_runs(same).notes)
+
+
 def test_curves_on_different_eval_grids_are_interpolated_not_extrapolated():
     grid = np.array([0.0, 150.0, 300.0, 400.0])
     values = stats.interpolate_run(np.array([0, 100, 300]), np.array([0.0, 10.0, 30.0]), grid)
