@@ -104,7 +104,10 @@ def load_search_space(algo: str, path: Path | str | None = None) -> SearchSpace:
         params.append(_param(str(name), entry, [param.name for param in params], f"{where}: {name}"))
     for param in params:  # every bound and choice alone must make a valid config
         for value in param.extremes():
-            algo_base.resolve_config(algo, None, {param.name: value})
+            try:
+                algo_base.resolve_config(algo, None, {param.name: value})
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {param.name}: {value!r} makes an invalid config ({error})") from None
     return SearchSpace(algo, str(path), tuple(params))
 
 

@@ -269,8 +269,11 @@ def scorer(env_id: str, envs: Sequence[str]):
     table = normalization_table()
     if env_id in table.envs:
         return table.for_env(env_id)
-    if len(envs) > 1:
-        table.for_env(env_id)  # raises, naming the covered envs: scores of several envs must be comparable
+    if len(envs) > 1:  # scores of several envs are averaged, so they must share a scale
+        raise ConfigError(f"the objective averages normalized scores over {', '.join(envs)}, but {env_id} has no "
+                          f"reference in bench/data/normalization.yaml (version {table.version}; it covers "
+                          f"{', '.join(sorted(table.envs))}): tune on {env_id} alone (its raw return is the "
+                          f"objective) or add its row to the table")
     return lambda value: value
 
 

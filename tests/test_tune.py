@@ -42,11 +42,20 @@ def test_unknown_search_key_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'actor_lrr' for algorithm 'sac'; valid keys: .*actor_lr"):
         load_search_space("sac", bad)
     bad.write_text("tau: {low: 0.5, high: 2.0}\n")  # a bound outside the config's own validation
-    with pytest.raises(ConfigError, match="tau"):
+    with pytest.raises(ConfigError, match=r"sac.yaml: tau: 2.0 makes an invalid config \(.*tau must be in"):
         load_search_space("sac", bad)
     bad.write_text("init_alpha: {low: 0.1, high: 1.0, when: {autotune_alpha: false}}\n")
     with pytest.raises(ConfigError, match="'when' must map keys listed earlier"):
         load_search_space("sac", bad)
+
+
+def test_several_envs_need_references_and_a_lone_env_without_one_is_scored_raw():
+    with pytest.raises(ConfigError, match=r"averages normalized scores over Pendulum-v1, Reacher-v5, but Reacher-v5 "
+                                          r"has no reference .* tune on Reacher-v5 alone") as error:
+        tune.scorer("Reacher-v5", ("Pendulum-v1", "Reacher-v5"))
+    assert "--normalize" not in str(error.value)  # a `bench report` option, not one of `bench tune`
+    assert tune.scorer("Reacher-v5", ("Reacher-v5",))(-3.5) == -3.5
+    assert tune.scorer("Pendulum-v1", ("Pendulum-v1", "Reacher-v5"))(-157.0) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("algo", ["sac", "sdac"])
