@@ -13,7 +13,8 @@ from bench.cli import build_parser
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "notebooks").glob("*.md")])
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-FENCE = re.compile(r"```(?:bash|sh|console)?\n(.*?)```", re.S)
+FENCE = re.compile(r"```([^\n]*)\n(.*?)```", re.S)
+SHELL = {"", "bash", "sh", "console", "shell"}
 ANY_FENCE = re.compile(r"```.*?```", re.S)
 
 
@@ -68,7 +69,9 @@ def subcommand_flags() -> dict[str, set[str]]:
 def bench_lines(text: str) -> list[str]:
     """`bench <command> ...` lines of the fenced shell blocks, continuation lines joined, comments cut."""
     lines = []
-    for block in FENCE.findall(text):
+    for language, block in FENCE.findall(text):
+        if language.strip() not in SHELL:
+            continue
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
             for part in line.split("#")[0].split("&&"):
@@ -104,3 +107,5 @@ def test_the_flag_check_catches_a_misspelt_flag_and_an_unknown_subcommand():
     problems = flag_problems(text, flags)
     assert len(problems) == 2 and "--sedes" in problems[0] and "reprot" in problems[1]
     assert not flag_problems("```bash\nbench run --algos sac --seeds 3 && bench report results/x --final\n```", flags)
+    after_yaml = "```yaml\nseeds: 3\n```\n\n```bash\nbench run --sedes 3\n```\n"  # blocks of other languages
+    assert len(flag_problems(after_yaml, flags)) == 1                             # do not shift the pairing
