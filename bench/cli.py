@@ -433,7 +433,7 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         overrides=tuple(args.override), search=str(args.search.resolve()) if args.search else None,
         pruner=args.pruner, pruner_startup=args.pruner_startup, pruner_warmup=args.pruner_warmup,
         sampler_seed=args.sampler_seed,
-        startup_trials=args.startup_trials or max(2, min(10, args.trials // 3)),
+        startup_trials=tune.startup_trials(args.startup_trials, args.trials),
         device=device, torch_threads=threads, plugins=tuple(plugins), argv=("bench", *argv))
     tune.check(settings)
     if args.executor == "slurm":

@@ -182,6 +182,16 @@ def default_study_name(algo: str, envs: Sequence[str]) -> str:
     return "-".join([algo, *(env.replace("/", "-") for env in envs)])
 
 
+def startup_trials(requested: int | None, trials: int) -> int:
+    """Random trials before TPE: as asked (0 allowed: TPE from the first trial), else a third of the study,
+    2 to 10."""
+    if requested is None:
+        return max(2, min(10, trials // 3))
+    if requested < 0:
+        raise ConfigError(f"--startup-trials must be >= 0, got {requested}")
+    return requested
+
+
 def check(settings: TuneSettings) -> None:
     """Fail before any worker starts: the search space, a trial's runs (defaults), and a storage a cluster can use."""
     load_search_space(settings.algo, settings.search)

@@ -174,3 +174,12 @@ def test_evaluations_before_any_update_never_prune_by_default(tmp_path):
     pruner = tune.make_pruner(settings, reports_per_trial=4, warmup_reports=2)
     assert pruner._n_warmup_steps == 2
     assert tune.make_pruner(tune.TuneSettings(**{**settings.__dict__, "pruner_warmup": 0}), 4, 2)._n_warmup_steps == 0
+
+
+def test_startup_trials_default_to_a_third_of_the_study_and_zero_is_kept():
+    from bench.tune import startup_trials
+
+    assert [startup_trials(None, trials) for trials in (3, 30, 300)] == [2, 10, 10]
+    assert startup_trials(0, 30) == 0   # `--startup-trials 0` once fell back to the default
+    with pytest.raises(ConfigError, match="-1"):
+        startup_trials(-1, 30)
