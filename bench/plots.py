@@ -49,9 +49,13 @@ def save(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
 def aggregates(points: dict, cis: dict, metric_names: Sequence[str], colors: dict, xlabel: str) -> plt.Figure:
     with plt.rc_context(STYLE | {"axes.grid": False}):
         labels = ordered(points)[::-1]  # rliable draws the first label at the bottom
+        row_height = 0.45
+        # The label's y is a fraction of the figure height (row_height x labels): keep it ~0.5 inch below the axes,
+        # under the tick labels, however many algorithms there are.
+        label_y = -0.5 / (row_height * len(labels))
         fig, _ = plot_utils.plot_interval_estimates(points, cis, metric_names=list(metric_names), algorithms=labels,
-                                                    colors=colors, xlabel=xlabel, xlabel_y_coordinate=-0.3,
-                                                    subfigure_width=3.0, row_height=0.45, max_ticks=3)
+                                                    colors=colors, xlabel=xlabel, xlabel_y_coordinate=label_y,
+                                                    subfigure_width=3.0, row_height=row_height, max_ticks=3)
     return fig
 
 
