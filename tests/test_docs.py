@@ -47,7 +47,7 @@ def broken_links(page: Path) -> list[str]:
     return broken
 
 
-@pytest.mark.parametrize("page", PAGES + sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES + sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(page):
     broken = broken_links(page)
     assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
@@ -95,7 +95,7 @@ def flag_problems(text: str, flags: dict[str, set[str]]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_bench_command_lines_use_existing_flags(page):
     problems = flag_problems(page.read_text(), subcommand_flags())
     assert not problems, "\n".join(problems)
