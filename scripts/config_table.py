@@ -5,7 +5,7 @@ per-environment blocks of algorithms/configs/<algo>.yaml, and what the CPU overl
     python scripts/config_table.py --check    # exit 1 if docs/configuration.md is out of date
 
 Defaults come from the code (dataclass defaults, then the YAML ``default`` block); only the meanings are written
-here. tests/test_docs.py runs the check, so a changed default or a new field fails CI until the page is
+here. tests/test_config_table.py runs the check, so a changed default or a new field fails CI until the page is
 regenerated (``python scripts/config_table.py --write``).
 """
 
