@@ -41,9 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="YAML overrides: sections named by algorithm or 'protocol' (applied before -o); repeatable")
     run.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                      help="config override: key=v (all algos), <algo>.key=v, protocol.key=v; repeatable")
-    run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel runs (default: cores)")
-    run.add_argument("--threads", type=int, help="torch threads per run (default: cores / workers)")
-    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="parallel runs of the local executor (default: cores)")
+    run.add_argument("--threads", type=int, help="torch threads per run (default: cores / workers; "
+                                                  "--executor slurm: the profile's cpus_per_task)")
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s: cuda if "
+                                                      "available; --executor slurm: cuda if the profile has GPUs)")
     run.add_argument("--checkpoint-every", type=int,
                      help="env steps between checkpoints (default: 5%% of the budget; 0: never)")
     run.add_argument("--overwrite", action="store_true",
