@@ -77,7 +77,7 @@ def bench_lines(text: str) -> list[str]:
             for part in line.split("#")[0].split("&&"):
                 part = part.strip()
                 part = re.sub(r"^([A-Z_]+=\S+\s+)+", "", part)  # leading VAR=value assignments
-                if part.startswith("bench "):
+                if re.match(r"bench [a-z]+(\s|$)", part):  # a command, not output such as "bench run: summary"
                     lines.append(" ".join(part.split()))
     return lines
 
