@@ -122,8 +122,9 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     plugins = [*args.plugin, *filter(None, os.environ.get(PLUGIN_ENV_VAR, "").split(","))]
     sweep_spec = _grid_spec(args, config_files=args.config, plugins=plugins, command="bench run")
-    if args.spec is not None:  # flags add to the spec: more override files after its own, -o last
-        sweep_spec.config += [str(path.resolve()) for path in args.config]
+    # Next to a spec, --config files come after everything the spec sets (they are applied late in expand, -o last).
+    cli_config_files = [path.resolve() for path in args.config] if args.spec is not None else []
+    if args.spec is not None:
         sweep_spec.plugins += [name for name in plugins if name not in sweep_spec.plugins]
         if args.executor:
             sweep_spec.executor = args.executor
@@ -148,7 +149,7 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     jobs = sweep_spec.expand(results_root=results_root, device=device, torch_threads=threads, argv=["bench", *argv],
                              cli_overrides=args.override, protocol_flags=_protocol_flags(args),
-                             checkpoint_every=args.checkpoint_every)
+                             checkpoint_every=args.checkpoint_every, cli_config_files=cli_config_files)
     if args.dry_run:
         console.print(_dry_run_table(jobs))
         return 0
@@ -165,7 +166,7 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
                 f"{len(conflicts)} run(s) already hold a different configuration; not resuming them:\n  "
                 + "\n  ".join(conflicts) + "\nUse another --suite, or --overwrite to discard them and start over."
             )
-    spec.save_resolved(sweep_spec, jobs, Path(jobs[0].run_dir).parents[2])
+    spec.save_resolved(sweep_spec, jobs, Path(jobs[0].run_dir).parents[2], cli_config_files)
     return make_executor(executor_name, workers=args.workers, profile=profile).launch(jobs, console)
 
 

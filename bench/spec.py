@@ -52,13 +52,15 @@ class SweepSpec:
 
     def expand(self, *, results_root: Path | str | None = None, device: str = "cpu", torch_threads: int = 1,
                argv: Sequence[str] = (), cli_overrides: Sequence[str] = (), protocol_flags: Mapping[str, Any] | None = None,
-               checkpoint_every: int | None = None, extra_plugins: Sequence[str] = ()) -> list[JobSpec]:
+               checkpoint_every: int | None = None, extra_plugins: Sequence[str] = (),
+               cli_config_files: Sequence[Path | str] = ()) -> list[JobSpec]:
+        """The job list; ``cli_config_files`` (``--config`` next to a spec) come after the spec's overrides."""
         return sweep.expand(
             self.algos, self.envs, self.seeds, suite=self.name, protocol=self.protocol,
             protocol_overrides=protocol_flags, overrides=cli_overrides, results_root=results_root, device=device,
             torch_threads=torch_threads, argv=argv, plugins=[*self.plugins, *extra_plugins],
             checkpoint_every=checkpoint_every, config_files=self.config, inline_overrides=self.overrides,
-            env_overrides=self.env_overrides,
+            env_overrides=self.env_overrides, late_config_files=cli_config_files,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,11 +123,13 @@ def check_executor(name: str, where: str) -> str:
     return name
 
 
-def save_resolved(spec: SweepSpec, jobs: Sequence[JobSpec], suite_dir: Path) -> Path:
-    """``<suite>/sweep.yaml``: the spec with every path absolute and seeds listed, plus the runs it made (read by
-    ``bench status`` to list runs that have not started)."""
+def save_resolved(spec: SweepSpec, jobs: Sequence[JobSpec], suite_dir: Path,
+                  cli_config_files: Sequence[Path | str] = ()) -> Path:
+    """``<suite>/sweep.yaml``: the spec with every path absolute and seeds listed, the ``--config`` files given
+    next to it, plus the runs it made (read by ``bench status`` to list runs that have not started)."""
     suite_dir.mkdir(parents=True, exist_ok=True)
-    data = {**spec.to_dict(), "runs": [job.name for job in jobs]}
+    data = {**spec.to_dict(), "command_line_config": [str(Path(path).resolve()) for path in cli_config_files],
+            "runs": [job.name for job in jobs]}
     target = suite_dir / SPEC_FILE
     tmp = target.with_suffix(".yaml.tmp")
     tmp.write_text("# Resolved sweep spec, written by `bench run`; `bench status` reads `runs`.\n"

@@ -162,12 +162,15 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
            torch_threads: int = 1, argv: Sequence[str] = (), plugins: Sequence[str] = (),
            checkpoint_every: int | None = None, config_files: Sequence[Path | str] = (),
            inline_overrides: Mapping[str, Mapping[str, Any]] | None = None,
-           env_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> list[JobSpec]:
+           env_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+           late_config_files: Sequence[Path | str] = ()) -> list[JobSpec]:
     """Cartesian product algos x envs x seeds, every config resolved and validated.
 
     Precedence, lowest first: dataclass defaults, the algorithm YAML's ``default`` and env blocks,
     ``config_files`` in order, ``inline_overrides`` (a sweep spec's ``overrides``, same shape as a file), the
-    spec's ``env_overrides`` for that env, then ``overrides`` (``-o``)."""
+    spec's ``env_overrides`` for that env, ``late_config_files`` (``--config`` given next to a spec), then
+    ``overrides`` (``-o``). Protocol fields: the same files and sections, then ``protocol_overrides`` (flags such
+    as ``--steps``), then ``-o protocol.<key>``: what is typed on the command line wins over what is in a file."""
     _check_suite_name(suite)
     load_plugins(plugins)
     algo_names = _unique("algorithm", [algo_base.get_algorithm(name).name for name in algos])
@@ -178,8 +181,13 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
         routed.protocol.update(layer.protocol)
         for algo, values in layer.per_algo.items():
             routed.per_algo[algo].update(values)
-    routed.protocol.update(cli_layer.protocol)
-    resolved_protocol: Protocol = load_protocol(protocol, {**(protocol_overrides or {}), **routed.protocol})
+    late = RoutedOverrides(per_algo={algo: {} for algo in algo_names})
+    for layer in (load_override_file(path, algo_names) for path in late_config_files):
+        late.protocol.update(layer.protocol)
+        for algo, values in layer.per_algo.items():
+            late.per_algo[algo].update(values)
+    resolved_protocol: Protocol = load_protocol(protocol, {**routed.protocol, **late.protocol,
+                                                           **(protocol_overrides or {}), **cli_layer.protocol})
     env_ids = _unique("environment", [resolve_env_id(env, resolved_protocol.env_version) for env in envs])
     per_env = _route_env_overrides(env_overrides or {}, env_ids, algo_names, resolved_protocol.env_version)
     root = Path(results_root) if results_root is not None else records.default_results_root()
@@ -190,7 +198,8 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
     jobs = []
     for algo in algo_names:
         for env_id in env_ids:
-            values = {**routed.per_algo[algo], **per_env.get(env_id, {}).get(algo, {}), **cli_layer.per_algo[algo]}
+            values = {**routed.per_algo[algo], **per_env.get(env_id, {}).get(algo, {}), **late.per_algo[algo],
+                      **cli_layer.per_algo[algo]}
             agent_config = cfg.to_dict(algo_base.resolve_config(algo, env_id, values))
             for seed in seeds:
                 jobs.append(JobSpec(

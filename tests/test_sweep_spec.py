@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 import algorithms
 from algorithms.config import ConfigError
@@ -89,6 +90,32 @@ def test_override_layers_apply_in_order(tmp_path):
     assert jobs["Pendulum-v1"].agent_config["tau"] == 0.01 and jobs["InvertedPendulum-v5"].agent_config["tau"] == 0.02
     assert {job.agent_config["batch_size"] for job in jobs.values()} == {32}
     assert {job.protocol["total_steps"] for job in jobs.values()} == {2000} and jobs["Pendulum-v1"].seed == 3
+
+
+def test_the_command_line_wins_over_the_spec(tmp_path, results_dir):
+    """--config next to a spec comes after its overrides and env_overrides; protocol flags such as --steps come
+    after every file (both used to lose: `bench run spec.yaml --steps 2000` ran the spec's 5000 steps)."""
+    path = tmp_path / "layers.yaml"
+    path.write_text(
+        "name: layers\nalgos: [sac]\nenvs: [Pendulum, InvertedPendulum]\nseeds: [0]\nprotocol: quick\n"
+        "overrides: {sac: {tau: 0.01}, protocol: {total_steps: 5000, eval_episodes: 3}}\n"
+        "env_overrides: {InvertedPendulum: {sac: {tau: 0.02}}}\n")
+    late = tmp_path / "late.yaml"
+    late.write_text("sac: {tau: 0.03}\nprotocol: {eval_episodes: 4, total_steps: 4000}\n")
+    jobs = spec.load_spec(path).expand(results_root=tmp_path, cli_config_files=[late],
+                                       protocol_flags={"total_steps": 2000})
+    assert {job.agent_config["tau"] for job in jobs} == {0.03}
+    assert {(job.protocol["total_steps"], job.protocol["eval_episodes"]) for job in jobs} == {(2000, 4)}
+    jobs = spec.load_spec(path).expand(results_root=tmp_path, cli_config_files=[late], cli_overrides=["sac.tau=0.04"])
+    assert {job.agent_config["tau"] for job in jobs} == {0.04}
+    # The same through the CLI, one tiny real run; the resolved sweep.yaml records the command line's --config.
+    done = bench_cli("run", str(path), "--config", str(late), "--steps", "200", "--warmup", "100", "--eval-every",
+                     "100", "--eval-episodes", "1", "-o", "batch_size=32", "-o", "hidden=32,32", "--threads", "1",
+                     "--workers", "2", results_dir=results_dir)
+    assert done.returncode == 0, done.stderr
+    run_config = yaml.safe_load((results_dir / "layers" / "sac" / "Pendulum-v1" / "seed=0" / "config.yaml").read_text())
+    assert run_config["agent"]["tau"] == 0.03 and run_config["protocol"]["total_steps"] == 200
+    assert yaml.safe_load((results_dir / "layers" / "sweep.yaml").read_text())["command_line_config"] == [str(late)]
 
 
 @pytest.mark.parametrize("text,message", [
