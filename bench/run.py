@@ -341,9 +341,8 @@ class Trainer:
             if self.step >= p.total_steps:
                 break
             if self.signals.received is not None:
-                self.save_checkpoint()
                 raise RunInterrupted(f"signal {signal.Signals(self.signals.received).name} at env step {self.step}; "
-                                     "checkpoint written")
+                                     + self._checkpoint_on_signal())
             if next_checkpoint is not None and self.step >= next_checkpoint:
                 self.save_checkpoint()
                 next_checkpoint += self.checkpoint_every
@@ -489,6 +488,15 @@ class Trainer:
         records.write_attempts(self.directory, attempts)
 
     # Checkpoints ------------------------------------------------------------------------------------
+    def _checkpoint_on_signal(self) -> str:
+        if self.checkpoint_every:
+            self.save_checkpoint()
+            return "checkpoint written"
+        # Without checkpoints the replay rows live only in this process's memory: a checkpoint now would hold the
+        # fill pointer but not the rows, and a resume would train on zeros. The re-run starts over instead.
+        self._heartbeat(outcome="interrupted")
+        return "no checkpoint (--checkpoint-every 0): running the command again starts this run over"
+
     def save_checkpoint(self) -> None:
         began = time.perf_counter()
         self.buffer.flush()

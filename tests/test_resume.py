@@ -187,6 +187,33 @@ def test_no_readable_checkpoint_restarts_from_scratch_and_says_so(tmp_path):
     assert [int(s) for s in column(directory / "eval.csv", "step")] == list(range(0, 1201, 200))
 
 
+def test_a_signal_without_checkpointing_writes_no_checkpoint_and_the_rerun_starts_over(tmp_path):
+    """With --checkpoint-every 0 the replay rows exist only in memory: a checkpoint taken at the signal would
+    restore the fill pointer over zeroed rows. No checkpoint is written; the re-run starts over, exactly."""
+    def job_in(root):
+        return expand(["sac"], ["Hopper"], [0], suite="x", protocol="quick", results_root=root,
+                      protocol_overrides={"total_steps": 800, "warmup_steps": 200, "eval_every": 200,
+                                          "eval_episodes": 1, "log_every": 100},
+                      overrides=["hidden=32,32", "batch_size=32"], checkpoint_every=0)[0]
+
+    def stop_at_step_400(event):
+        if event["event"] == "eval" and event["step"] == 400:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    job = job_in(tmp_path / "a")
+    assert run_one(job, stop_at_step_400)["status"] == "interrupted"
+    directory = Path(job.run_dir)
+    assert not (directory / "ckpt" / "last.pt").exists()
+    assert records.run_status(directory).state == "interrupted"
+    events = []
+    assert run_one(job, events.append)["status"] == "done"
+    assert any("starting over from step 0" in event.get("message", "") for event in events)
+    reference = job_in(tmp_path / "b")
+    run_one(reference, lambda event: None)
+    returns = column(directory / "eval.csv", "eval/return_mean")
+    assert len(returns) == 5 and returns == column(Path(reference.run_dir) / "eval.csv", "eval/return_mean")
+
+
 def test_checkpoint_write_is_atomic_and_keeps_one_generation(tmp_path):
     checkpoint.save(tmp_path, {"step": 1, "payload": torch.zeros(3)})
     checkpoint.save(tmp_path, {"step": 2, "payload": torch.ones(3)})
