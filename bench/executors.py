@@ -202,8 +202,11 @@ def report(jobs: Sequence[JobSpec], results: Sequence[dict[str, Any]], console: 
         console.print(f"[red]{len(by_status['failed'])} run(s) failed[/] (traceback in <run dir>/error.txt): "
                       + ", ".join(by_status["failed"]))
         return 1
+    if by_status["interrupted"]:
+        console.print(f"{len(by_status['interrupted'])} run(s) stopped before finishing: run the same command again "
+                      "to resume them from their last checkpoint")
+    elif by_status["busy"]:
+        console.print("the sweep is not complete while they run: `bench status` shows their progress")
     if by_status["interrupted"] or by_status["busy"]:
-        console.print(f"{len(by_status['interrupted'])} run(s) stopped before finishing (the ones that had "
-                      "started wrote a checkpoint): run the same command again to resume")
         return INTERRUPTED_EXIT_CODE
     return 0
