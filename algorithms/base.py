@@ -64,6 +64,10 @@ class Agent(abc.ABC):
     metric_names: ClassVar[tuple[str, ...]] = ()
     state_attributes: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    # YAML of per-environment defaults (a ``default`` block, then env family / full id blocks). None: the built-in
+    # location, algorithms/configs/<name>.yaml, where a missing file means no YAML defaults. A plugin sets the path
+    # of its own file, e.g. ``Path(__file__).with_name("my_algo.yaml")``; that file must exist.
+    defaults_file: ClassVar[str | Path | None] = None
 
     def __init__(self, obs_dim: int, act_dim: int, config: AgentConfig | None = None,
                  device: str | torch.device = "cpu", seed: int = 0) -> None:
@@ -158,6 +162,8 @@ def register(cls: type[Agent]) -> type[Agent]:
     """Class decorator: make ``cls`` available by ``cls.name`` to ``make_agent`` and ``bench``."""
     if not getattr(cls, "name", None):
         raise ValueError(f"{cls.__name__} needs a class attribute 'name' to be registered")
+    if cls.name != cls.name.lower():  # get_algorithm lower-cases what the user types
+        raise ValueError(f"{cls.__name__}.name {cls.name!r} must be lower case")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"an algorithm named {cls.name!r} is already registered ({_REGISTRY[cls.name].__name__})")
     _REGISTRY[cls.name] = cls
@@ -189,7 +195,14 @@ def make_agent(name: str, obs_dim: int, act_dim: int, config: AgentConfig | Mapp
 
 # Per-environment defaults -------------------------------------------------------------------------
 def config_file(name: str) -> Path:
-    return CONFIG_DIR / f"{get_algorithm(name).name}.yaml"
+    """The algorithm's YAML of per-environment defaults (its ``defaults_file``, or algorithms/configs/<name>.yaml)."""
+    cls = get_algorithm(name)
+    if cls.defaults_file is None:
+        return CONFIG_DIR / f"{cls.name}.yaml"
+    path = Path(cls.defaults_file)
+    if not path.is_file():
+        raise cfg.ConfigError(f"{cls.__name__}.defaults_file: {path} does not exist")
+    return path
 
 
 def env_blocks(env_id: str | None) -> list[str]:

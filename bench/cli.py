@@ -51,8 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="env steps between checkpoints (default: 5%% of the budget; 0: never)")
     run.add_argument("--overwrite", action="store_true",
                      help="discard existing records of the selected runs and start them over")
-    run.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                     help=f"import MODULE to register extra algorithms (also ${PLUGIN_ENV_VAR}, comma-separated)")
     run.add_argument("--dry-run", action="store_true", help="print the runs and exit without writing anything")
     run.add_argument("--executor", choices=EXECUTORS,
                      help="local: process pool here (default); slurm: submit job arrays and exit; "
@@ -64,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("path", nargs="?", type=Path, help="results root, suite folder, run folder or sweep spec")
     _grid_arguments(status)
 
-    commands.add_parser("list", help="show algorithms, environments and protocols")
+    _plugin_argument(commands.add_parser("list", help="show algorithms, environments and protocols"))
     _report_parsers(commands)
 
     from bench import probe
@@ -89,6 +87,21 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-version", help="version for short env names, e.g. v4")
     parser.add_argument("--results-dir", type=Path,
                         help=f"results root (default: ${records.RESULTS_ENV_VAR} or ./results)")
+    _plugin_argument(parser)
+
+
+def _plugin_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help=f"import MODULE (a module name or a path to a .py file) to register extra algorithms; "
+                             f"repeatable; also ${PLUGIN_ENV_VAR}, comma-separated")
+
+
+def _plugins(args: argparse.Namespace) -> list[str]:
+    """--plugin entries, then those of $BENCH_PLUGINS; file paths made absolute (the resolved sweep.yaml keeps them)."""
+    from bench.sweep import is_plugin_file
+
+    entries = [*args.plugin, *filter(None, (item.strip() for item in os.environ.get(PLUGIN_ENV_VAR, "").split(",")))]
+    return [str(Path(entry).expanduser().resolve()) if is_plugin_file(entry) else entry for entry in entries]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return probe.command(args, console)
         if args.command == "tune":
             return command_tune(args, argv, console)
-        return command_list(console)
+        return command_list(args, console)
     except (ConfigError, FileNotFoundError) as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 2
@@ -120,7 +133,7 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    plugins = [*args.plugin, *filter(None, os.environ.get(PLUGIN_ENV_VAR, "").split(","))]
+    plugins = _plugins(args)
     sweep_spec = _grid_spec(args, config_files=args.config, plugins=plugins, command="bench run")
     # Next to a spec, --config files come after everything the spec sets (they are applied late in expand, -o last).
     cli_config_files = [path.resolve() for path in args.config] if args.spec is not None else []
@@ -202,6 +215,9 @@ def command_status(args: argparse.Namespace, console: Console) -> int:
 
     if args.path is not None and args.path.suffix in (".yaml", ".yml") or args.algos or args.envs:
         args.spec = args.path if args.path is not None and args.path.suffix in (".yaml", ".yml") else None
+        from bench.sweep import load_plugins
+
+        load_plugins(_plugins(args))  # a spec's own plugins are loaded by expand
         jobs = _grid_spec(args, config_files=[], plugins=[], command="bench status").expand(
             results_root=args.results_dir, protocol_flags=_protocol_flags(args))
         run_dirs = [Path(job.run_dir) for job in jobs]
@@ -262,8 +278,11 @@ def _dry_run_table(jobs: list) -> Table:
     return table
 
 
-def command_list(console: Console) -> int:
+def command_list(args: argparse.Namespace, console: Console) -> int:
     from bench.envs import SHORT_NAMES
+    from bench.sweep import load_plugins
+
+    load_plugins(_plugins(args))
 
     algos = Table(title="algorithms")
     algos.add_column("name")
@@ -378,7 +397,7 @@ def _tune_parser(commands) -> None:
                       help="YAML overrides applied under every trial's sampled values (as in bench run)")
     tune.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                       help="fixed config override for every trial (as in bench run); a searched key is overridden too")
-    tune.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import MODULE (extra algorithms)")
+    _plugin_argument(tune)
     tune.add_argument("--results-dir", type=Path, help=f"results root (default: ${records.RESULTS_ENV_VAR} or ./results)")
     tune.add_argument("--show", action="store_true", help="print best trials and importances, save plots; run nothing")
     tune.add_argument("--export", type=Path, metavar="FILE",
@@ -396,11 +415,10 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         study_name = tune.default_study_name(args.algo, args.env)
     study_dir = results_root / study_name
     storage = args.storage or tune.default_storage(study_dir)
-    plugins = [*args.plugin, *filter(None, os.environ.get(PLUGIN_ENV_VAR, "").split(","))]
-    if args.show or args.export:
-        from bench.sweep import load_plugins
+    from bench.sweep import load_plugins, parse_seeds
 
-        load_plugins(plugins)  # the export validates the best parameters against the algorithm's config
+    plugins = load_plugins(_plugins(args))  # module names: what spawned workers and SLURM tasks import
+    if args.show or args.export:  # the export validates the best parameters against the algorithm's config
         study = tune.load(study_name, storage)
         if args.show:
             _print_study(tune.summarize(study, study_dir / "plots"), study_name, console)
@@ -425,9 +443,6 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
     else:
         device = _device(args.device)
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    from bench.sweep import load_plugins, parse_seeds
-
-    load_plugins(plugins)
     protocol_overrides = _protocol_flags(args)
     settings = tune.TuneSettings(
         algo=algorithms.get_algorithm(args.algo).name,

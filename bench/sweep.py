@@ -7,7 +7,9 @@ command up front and writes nothing.
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -172,7 +174,7 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
     ``overrides`` (``-o``). Protocol fields: the same files and sections, then ``protocol_overrides`` (flags such
     as ``--steps``), then ``-o protocol.<key>``: what is typed on the command line wins over what is in a file."""
     _check_suite_name(suite)
-    load_plugins(plugins)
+    plugins = load_plugins(plugins)
     algo_names = _unique("algorithm", [algo_base.get_algorithm(name).name for name in algos])
     routed = RoutedOverrides(per_algo={algo: {} for algo in algo_names})
     cli_layer = route_overrides(overrides, algo_names)
@@ -240,13 +242,71 @@ def _unique(kind: str, names: list[str]) -> list[str]:
     return names
 
 
-def load_plugins(modules: Sequence[str]) -> None:
-    """Import user modules that register extra algorithms (``bench run --plugin my_pkg.my_agent``)."""
-    for module in modules:
+def load_plugins(entries: Sequence[str]) -> list[str]:
+    """Import user modules that register extra algorithms (``bench run --plugin my_ddpg``); returns their module
+    names, which is what a JobSpec carries to worker processes and SLURM tasks.
+
+    An entry is a module name (``my_ddpg``, ``my_pkg.agents``) or the path of a ``.py`` file (``./my_ddpg.py``).
+    A module name is looked up on ``sys.path`` and then in the current directory: ``python -m bench.cli`` puts the
+    current directory on the path, the ``bench`` console script does not. A file's folder goes first on
+    ``sys.path``. The local pool's spawned workers start with this process's ``sys.path`` and working directory, so
+    they import the same files."""
+    return [_import_plugin(str(entry)) for entry in entries]
+
+
+def is_plugin_file(entry: str) -> bool:
+    """A plugin entry naming a file (``./my_ddpg.py``) rather than a module (``my_ddpg``)."""
+    return entry.endswith(".py") or "/" in entry or os.sep in entry
+
+
+def _import_plugin(entry: str) -> str:
+    if is_plugin_file(entry):
+        path = Path(entry).expanduser().resolve()
+        if not path.is_file():
+            raise cfg.ConfigError(f"plugin file {path} does not exist")
+        name = path.stem
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+        module = _import(name, entry)
+        origin = Path(getattr(module, "__file__", "") or "").resolve()
+        if origin != path:
+            raise cfg.ConfigError(f"plugin {entry!r}: the name {name!r} is already taken by {origin}; rename the file")
+        return name
+    try:
+        _import(entry, entry)
+    except _PluginNotFound:
+        cwd = os.getcwd()
+        if cwd in sys.path or "" in sys.path:
+            raise _not_found(entry, cwd) from None
+        sys.path.append(cwd)  # after everything else, so a file here never shadows an installed module
         try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise cfg.ConfigError(f"cannot import plugin module {module!r}: {error}") from None
+            _import(entry, entry)
+        except _PluginNotFound:
+            sys.path.remove(cwd)
+            raise _not_found(entry, cwd) from None
+    return entry
+
+
+class _PluginNotFound(cfg.ConfigError):
+    pass
+
+
+def _import(name: str, entry: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (name == error.name or name.startswith(error.name + ".")):
+            raise _PluginNotFound(name) from None
+        raise cfg.ConfigError(f"plugin {entry!r} could not be imported: {error}") from None
+    except ImportError as error:
+        raise cfg.ConfigError(f"plugin {entry!r} could not be imported: {error}") from None
+
+
+def _not_found(entry: str, cwd: str) -> cfg.ConfigError:
+    return cfg.ConfigError(
+        f"plugin module {entry!r} not found on the Python path or in the current directory ({cwd}); run bench from "
+        f"the folder that holds {entry.split('.')[0]}.py, give the file's path (--plugin path/to/"
+        f"{entry.split('.')[0]}.py) or add its folder to PYTHONPATH")
 
 
 def find_conflicts(jobs: Sequence[JobSpec]) -> list[str]:

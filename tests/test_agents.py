@@ -1,17 +1,15 @@
 """Interface conformance of every registered algorithm, plus SAC's own math."""
 
-import io
-import math
-
 import numpy as np
 import pytest
 import torch
 
 import algorithms
 from algorithms import Batch, make_agent
+from algorithms import testing as checks
 from algorithms.sac import SAC, SACConfig
 
-OBS_DIM, ACT_DIM, BATCH = 5, 3, 16
+OBS_DIM, ACT_DIM, BATCH = checks.OBS_DIM, checks.ACT_DIM, checks.BATCH
 
 
 # Diffusion settings for the algorithms that have them (applied only where the config has the field); DACER's
@@ -28,14 +26,7 @@ def small_config(name: str):
 
 
 def random_batch(seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        obs=torch.randn(BATCH, OBS_DIM, generator=g),
-        actions=torch.rand(BATCH, ACT_DIM, generator=g) * 2 - 1,
-        rewards=torch.randn(BATCH, generator=g),
-        next_obs=torch.randn(BATCH, OBS_DIM, generator=g),
-        terminated=(torch.rand(BATCH, generator=g) < 0.1).float(),
-    )
+    return checks.random_batch(OBS_DIM, ACT_DIM, BATCH, seed)
 
 
 @pytest.fixture(params=algorithms.available_algorithms())
@@ -43,52 +34,32 @@ def agent(request):
     return make_agent(request.param, OBS_DIM, ACT_DIM, small_config(request.param), seed=3)
 
 
+# The conformance checks live in algorithms/testing.py, so that a new algorithm can be checked the same way
+# (algorithms.testing.check_agent, docs/adding-an-algorithm.md).
 def test_act_shapes_and_range(agent):
-    obs = np.random.default_rng(0).normal(size=(7, OBS_DIM)).astype(np.float32) * 10
-    for deterministic in (False, True):
-        actions = agent.act(obs, deterministic=deterministic)
-        assert isinstance(actions, np.ndarray) and actions.shape == (7, ACT_DIM)
-        assert np.all(np.abs(actions) <= 1.0)
-    assert agent.act(obs[0], deterministic=True).shape == (1, ACT_DIM)
+    checks.act_shapes_and_range(agent)
 
 
 def test_stochastic_acting_explores_and_deterministic_does_not(agent):
-    obs = np.zeros((4, OBS_DIM), dtype=np.float32)
-    assert not np.allclose(agent.act(obs), agent.act(obs))
-    np.testing.assert_array_equal(agent.act(obs, True), agent.act(obs, True))
+    checks.exploration(agent)
 
 
 def test_update_returns_declared_finite_scalars_and_changes_parameters(agent):
-    obs = np.ones((2, OBS_DIM), dtype=np.float32)
-    acted_before = agent.act(obs, deterministic=True)
-    for step in range(3):
-        metrics = agent.update(random_batch(step))
-    assert set(metrics) == set(type(agent).metric_names)
-    for key, value in metrics.items():
-        assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad, key
-        assert math.isfinite(float(value)), key
-    assert not np.allclose(acted_before, agent.act(obs, deterministic=True)), "update did not change the policy"
+    checks.update_metrics(agent)
 
 
 def test_state_dict_round_trip_restores_everything(agent):
-    for step in range(2):
-        agent.update(random_batch(step))
-    buffer = io.BytesIO()
-    torch.save(agent.state_dict(), buffer)
-    clone = make_agent(agent.name, OBS_DIM, ACT_DIM, agent.config, seed=99)  # different seed on purpose
-    buffer.seek(0)
-    clone.load_state_dict(torch.load(buffer, weights_only=False))
+    checks.state_dict_round_trip(agent, lambda: make_agent(agent.name, OBS_DIM, ACT_DIM, agent.config, seed=99))
 
-    obs = np.random.default_rng(1).normal(size=(6, OBS_DIM)).astype(np.float32)
-    np.testing.assert_array_equal(agent.act(obs, True), clone.act(obs, True))
-    # The sampling generator is part of the state, so stochastic actions match too ...
-    np.testing.assert_array_equal(agent.act(obs), clone.act(obs))
-    # ... and so do the next updates (optimizer moments, temperature, counters).
-    batch = random_batch(7)
-    original, restored = agent.update(batch), clone.update(batch)
-    for key in original:
-        assert torch.equal(original[key], restored[key]), key
-    np.testing.assert_array_equal(agent.act(obs), clone.act(obs))
+
+def test_check_agent_catches_state_missing_from_state_attributes(monkeypatch):
+    """The public helper fails an agent whose resume would not be exact (here: SAC forgetting its temperature)."""
+    assert checks.check_agent("sac", {"hidden": "32,32"}) == ["act_shapes_and_range", "exploration", "update_metrics",
+                                                             "state_dict_round_trip"]
+    monkeypatch.setattr(SAC, "state_attributes",
+                        tuple(a for a in SAC.state_attributes if a not in ("log_alpha", "alpha_optimizer")))
+    with pytest.raises(AssertionError, match="state_dict_round_trip failed: metric .* differs .*state_attributes"):
+        checks.check_agent("sac", {"hidden": "32,32"})
 
 
 def test_same_seed_same_agent_different_seed_different_agent():
