@@ -118,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return command_report(args, console)
         if args.command == "probe":
             from bench import probe
+            args.plugin = _plugins(args)  # with $BENCH_PLUGINS, as every command
             return probe.command(args, console)
         if args.command == "tune":
             return command_tune(args, argv, console)

@@ -101,7 +101,9 @@ def load_spec(path: Path | str) -> SweepSpec:
                        for env, sections in _mapping(data.get("env_overrides", {}), "env_overrides", where).items()},
         executor=check_executor(_text(data.get("executor", "local"), "executor", where), where),
         profile=str(_resolve(base, data["profile"])) if data.get("profile") else None,
-        plugins=[str(item) for item in _list(data.get("plugins", []), "plugins", where)],
+        # A plugin file is relative to the spec, like `config` and `profile`; a module name stays a name.
+        plugins=[str(_resolve(base, item)) if sweep.is_plugin_file(str(item)) else str(item)
+                 for item in _list(data.get("plugins", []), "plugins", where)],
         description=str(data.get("description", "")),
     )
 

@@ -163,3 +163,11 @@ def test_bad_spec_through_the_cli_exits_2_and_writes_nothing(results_dir, tmp_pa
 def test_grid_flags_cannot_be_mixed_with_a_spec(results_dir):
     result = bench_cli("run", str(ROOT / "sweeps/smoke.yaml"), "--algos", "sac", "--seeds", "3", results_dir=results_dir)
     assert result.returncode == 2 and "--algos, --seeds cannot be combined with a sweep spec" in result.stderr
+
+
+def test_a_plugin_file_in_a_spec_is_relative_to_the_spec_and_a_module_name_stays_a_name(tmp_path, monkeypatch):
+    (tmp_path / "specs").mkdir()
+    path = tmp_path / "specs" / "p.yaml"
+    path.write_text("name: p\nalgos: [sac]\nenvs: [Pendulum]\nplugins: [agents/my_agent.py, nan_agent]\n")
+    monkeypatch.chdir(ROOT)  # anywhere but the spec's folder
+    assert spec.load_spec(path).plugins == [str(tmp_path / "specs" / "agents" / "my_agent.py"), "nan_agent"]
