@@ -95,6 +95,16 @@ def run_local(jobs: Sequence[JobSpec], workers: int, on_event: EventHandler) -> 
         return [_result(future, job, on_event, stop.is_set()) for future, job in futures.items()]
     finally:
         manager.shutdown()
+        stop_stray_children()
+
+
+def stop_stray_children() -> None:
+    """Kill child processes still alive after the pool has shut down. CPython 3.11-3.14's ProcessPoolExecutor with
+    max_tasks_per_child can start a replacement worker while it shuts down (gh-115634, gh-119592): that process
+    waits forever for work and, reparented to init, outlived `bench run` (seen after a SIGTERM)."""
+    for process in mp.active_children():
+        process.kill()
+        process.join(timeout=10)
 
 
 def _start_manager(context: Any) -> Any:

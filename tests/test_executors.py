@@ -103,3 +103,16 @@ def test_a_requeued_slurm_task_takes_over_its_own_lock_from_another_node(tmp_pat
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
     assert records.claim(directory)
     assert json.loads((directory / "RUNNING").read_text())["slurm_job"] == "77_1"
+
+
+def test_children_left_after_the_pool_shut_down_are_stopped():
+    import multiprocessing as mp
+    import time
+
+    from bench.executors import stop_stray_children
+
+    stray = mp.get_context("spawn").Process(target=time.sleep, args=(600,))
+    stray.start()
+    assert stray.is_alive()
+    stop_stray_children()
+    assert not stray.is_alive() and stray.exitcode is not None and stray not in mp.active_children()
