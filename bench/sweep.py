@@ -176,18 +176,10 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
     _check_suite_name(suite)
     plugins = load_plugins(plugins)
     algo_names = _unique("algorithm", [algo_base.get_algorithm(name).name for name in algos])
-    routed = RoutedOverrides(per_algo={algo: {} for algo in algo_names})
     cli_layer = route_overrides(overrides, algo_names)
-    for layer in [*(load_override_file(path, algo_names) for path in config_files),
-                  route_sections(inline_overrides or {}, algo_names, "sweep spec overrides")]:
-        routed.protocol.update(layer.protocol)
-        for algo, values in layer.per_algo.items():
-            routed.per_algo[algo].update(values)
-    late = RoutedOverrides(per_algo={algo: {} for algo in algo_names})
-    for layer in (load_override_file(path, algo_names) for path in late_config_files):
-        late.protocol.update(layer.protocol)
-        for algo, values in layer.per_algo.items():
-            late.per_algo[algo].update(values)
+    routed = _merged([*(load_override_file(path, algo_names) for path in config_files),
+                      route_sections(inline_overrides or {}, algo_names, "sweep spec overrides")], algo_names)
+    late = _merged([load_override_file(path, algo_names) for path in late_config_files], algo_names)
     resolved_protocol: Protocol = load_protocol(protocol, {**routed.protocol, **late.protocol,
                                                            **(protocol_overrides or {}), **cli_layer.protocol})
     env_ids = _unique("environment", [resolve_env_id(env, resolved_protocol.env_version) for env in envs])
@@ -211,6 +203,16 @@ def expand(algos: Sequence[str], envs: Sequence[str], seeds: Sequence[int], *, s
                     plugins=tuple(plugins), checkpoint_every=checkpoint_every,
                 ))
     return jobs
+
+
+def _merged(layers: Sequence[RoutedOverrides], algos: Sequence[str]) -> RoutedOverrides:
+    """One layer from several, later ones winning key by key."""
+    merged = RoutedOverrides(per_algo={algo: {} for algo in algos})
+    for layer in layers:
+        merged.protocol.update(layer.protocol)
+        for algo, values in layer.per_algo.items():
+            merged.per_algo[algo].update(values)
+    return merged
 
 
 def _route_env_overrides(env_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]], env_ids: Sequence[str],
