@@ -1,4 +1,6 @@
-"""The ``bench`` command: argument parsing and printing only; the work happens in the modules it calls."""
+"""The ``bench`` command: argument parsing, a dispatch table and printing; the work happens in the wings it calls
+(see bench/__init__.py). Heavy imports (torch, matplotlib, optuna) happen inside the commands that need them, so
+`bench --help` and `bench status` stay fast."""
 
 from __future__ import annotations
 
@@ -6,22 +8,26 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 import algorithms
 from algorithms.config import ConfigError  # noqa: I001  (torch loads on first use, see algorithms/__init__)
-from bench import records, spec
-from bench.protocols import DEFAULT_PROTOCOL, available_protocols, load_protocol
-from bench.spec import EXECUTORS
+from bench import plugins as plugin_loader
+from bench.jobs import DEFAULT_PROTOCOL, RESULTS_ENV_VAR, RunState, default_results_root
+from bench.plan import layers
+from bench.plan import spec as sweep_specs
+from bench.plan.expand import Execution
+from bench.plan.protocols import available_protocols, load_protocol
+from bench.plan.spec import EXECUTORS
+from bench.plugins import PLUGIN_ENV_VAR
 
 PROTOCOL_FLAGS = {  # flag attribute -> Protocol field
     "steps": "total_steps", "eval_every": "eval_every", "eval_episodes": "eval_episodes",
     "warmup": "warmup_steps", "n_envs": "n_envs", "utd": "utd", "env_version": "env_version",
 }
-PLUGIN_ENV_VAR = "BENCH_PLUGINS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,19 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     _plugin_argument(commands.add_parser("list", help="show algorithms, environments and protocols"))
     _report_parsers(commands)
 
-    from bench import probe
-    probe.add_arguments(commands.add_parser(
-        "probe", help="draw action samples and episodes of agents trained on the MultiGoal2D-v0 probe"))
+    _probe_parser(commands)
     _tune_parser(commands)
     return parser
 
 
-GRID_DEFAULTS = {"seeds": "1", "suite": "default", "protocol": DEFAULT_PROTOCOL}
-
-
 def _grid_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that name a set of runs; shared by `run` and `status`. Defaults are applied in _grid_spec, so
-    that flags given next to a sweep spec can be told apart from defaults."""
+    """The flags that name a set of runs; shared by `run` and `status`. Defaults are applied in
+    bench.plan.spec.from_request, so that flags given next to a sweep spec can be told apart from defaults."""
     parser.add_argument("--algos", help="comma-separated algorithm names (see `bench list`)")
     parser.add_argument("--envs", help="comma-separated env short names or Gymnasium ids")
     parser.add_argument("--seeds", help="count (10 -> 0..9), list (3,5,7) or range (0-4) (default: 1)")
@@ -86,7 +87,7 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="total env steps (protocol total_steps)")
     parser.add_argument("--env-version", help="version for short env names, e.g. v4")
     parser.add_argument("--results-dir", type=Path,
-                        help=f"results root (default: ${records.RESULTS_ENV_VAR} or ./results)")
+                        help=f"results root (default: ${RESULTS_ENV_VAR} or ./results)")
     _plugin_argument(parser)
 
 
@@ -96,12 +97,15 @@ def _plugin_argument(parser: argparse.ArgumentParser) -> None:
                              f"repeatable; also ${PLUGIN_ENV_VAR}, comma-separated")
 
 
-def _plugins(args: argparse.Namespace) -> list[str]:
-    """--plugin entries, then those of $BENCH_PLUGINS; file paths made absolute (the resolved sweep.yaml keeps them)."""
-    from bench.sweep import is_plugin_file
+COMMANDS: dict[str, Callable[[argparse.Namespace, list[str], Console], int]] = {}
 
-    entries = [*args.plugin, *filter(None, (item.strip() for item in os.environ.get(PLUGIN_ENV_VAR, "").split(",")))]
-    return [str(Path(entry).expanduser().resolve()) if is_plugin_file(entry) else entry for entry in entries]
+
+def command(*names: str):
+    def register(function):
+        for name in names:
+            COMMANDS[name] = function
+        return function
+    return register
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,100 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Log files (CI, SLURM) get a wide fixed width so run names are not cut; terminals use their own width.
     console = Console(log_path=False, width=None if sys.stdout.isatty() else 150)
     try:
-        if args.command == "run":
-            return command_run(args, argv, console)
-        if args.command == "status":
-            return command_status(args, console)
-        if args.command in ("collect", "report"):
-            return command_report(args, console)
-        if args.command == "probe":
-            from bench import probe
-            args.plugin = _plugins(args)  # with $BENCH_PLUGINS, as every command
-            return probe.command(args, console)
-        if args.command == "tune":
-            return command_tune(args, argv, console)
-        return command_list(args, console)
+        return COMMANDS[args.command](args, argv, console)
     except (ConfigError, FileNotFoundError) as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 2
 
 
-def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> int:
-    from bench import profiles, sweep
-    from bench.executors import make_executor
-
-    if args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    plugins = _plugins(args)
-    sweep_spec = _grid_spec(args, config_files=args.config, plugins=plugins, command="bench run")
-    # Next to a spec, --config files come after everything the spec sets (they are applied late in expand, -o last).
-    cli_config_files = [path.resolve() for path in args.config] if args.spec is not None else []
-    if args.spec is not None:
-        sweep_spec.plugins += [name for name in plugins if name not in sweep_spec.plugins]
-        if args.executor:
-            sweep_spec.executor = args.executor
-        if args.profile:
-            sweep_spec.profile = str(args.profile.resolve())
-    executor_name = sweep_spec.executor
-    profile = None
-    if executor_name == "slurm":
-        if not sweep_spec.profile:
-            raise ConfigError("--executor slurm needs a cluster profile: --profile FILE or 'profile:' in the sweep "
-                              "spec (examples: sweeps/profiles/local-cluster.yaml, example-cluster.yaml)")
-        profile = profiles.load_profile(sweep_spec.profile)
-    results_root = args.results_dir or records.default_results_root()
-    if executor_name == "slurm":
-        # Tasks run in their code snapshot's directory, maybe on other nodes: run directories must be absolute.
-        # The device follows the profile's GPUs, not this (login) node's.
-        results_root = results_root.resolve()
-        device = profile.device if args.device == "auto" else args.device
-        threads = args.threads or profile.cpus_per_task
-    else:
-        device = _device(args.device)
-        threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    jobs = sweep_spec.expand(results_root=results_root, device=device, torch_threads=threads, argv=["bench", *argv],
-                             cli_overrides=args.override, protocol_flags=_protocol_flags(args),
-                             checkpoint_every=args.checkpoint_every, cli_config_files=cli_config_files)
-    if args.dry_run:
-        console.print(_dry_run_table(jobs))
-        return 0
-    if args.overwrite:
-        running = [job.name for job in jobs if records.is_running(Path(job.run_dir))]
-        if running:
-            raise ConfigError(f"--overwrite: {', '.join(running)} running in another process; stop it first")
-        for job in jobs:
-            records.clear_run(Path(job.run_dir))
-    else:
-        conflicts = sweep.find_conflicts(jobs)
-        if conflicts:
-            raise ConfigError(
-                f"{len(conflicts)} run(s) already hold a different configuration; not resuming them:\n  "
-                + "\n  ".join(conflicts) + "\nUse another --suite, or --overwrite to discard them and start over."
-            )
-    spec.save_resolved(sweep_spec, jobs, Path(jobs[0].run_dir).parents[2], cli_config_files)
-    return make_executor(executor_name, workers=args.workers, profile=profile).launch(jobs, console)
-
-
-def _grid_spec(args: argparse.Namespace, config_files: Sequence[Path], plugins: Sequence[str],
-               command: str) -> "spec.SweepSpec":
-    """The sweep named on the command line: a spec file, or the grid flags (two ways to the same job list)."""
-    if args.spec is not None:
-        given = [f"--{name}" for name in ("algos", "envs", "seeds", "protocol") if getattr(args, name) is not None]
-        if given:
-            raise ConfigError(f"{command} {args.spec}: {', '.join(given)} cannot be combined with a sweep spec "
-                              "(the spec defines the grid; edit it or use the flag form)")
-        sweep_spec = spec.load_spec(args.spec)
-        if args.suite:
-            sweep_spec.name = args.suite
-        return sweep_spec
-    if not (args.algos and args.envs):
-        raise ConfigError(f"{command}: give a sweep spec (sweeps/*.yaml) or both --algos and --envs")
-    return spec.from_flags(
-        suite=args.suite or GRID_DEFAULTS["suite"], algos=args.algos, envs=args.envs,
-        seeds=args.seeds or GRID_DEFAULTS["seeds"], protocol=args.protocol or GRID_DEFAULTS["protocol"],
-        config_files=config_files, executor=getattr(args, "executor", None) or "local",
-        profile=getattr(args, "profile", None), plugins=plugins,
-    )
+def _plugins(args: argparse.Namespace) -> list[str]:
+    return plugin_loader.requested(args.plugin)
 
 
 def _protocol_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -211,23 +129,59 @@ def _protocol_flags(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, flag, None) is not None}
 
 
-def command_status(args: argparse.Namespace, console: Console) -> int:
-    from bench import status
+def _requested_sweep(args: argparse.Namespace, command_name: str, plugins: Sequence[str] = ()):
+    return sweep_specs.from_request(
+        args.spec, algos=args.algos, envs=args.envs, seeds=args.seeds, suite=args.suite, protocol=args.protocol,
+        executor=getattr(args, "executor", None), profile=getattr(args, "profile", None), plugins=plugins,
+        command=command_name)
+
+
+# bench run ------------------------------------------------------------------------------------------------
+@command("run")
+def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> int:
+    from bench.launch.resolve import resolve_placement
+    from bench.launch.sweep import planned_actions, start_sweep
+
+    sweep = _requested_sweep(args, "bench run", _plugins(args))
+    placement = resolve_placement(sweep.executor, sweep.profile, args.device, args.threads, args.workers)
+    results_root = args.results_dir or default_results_root()
+    if placement.executor == "slurm":  # tasks run in their code snapshot's directory, maybe on other nodes
+        results_root = results_root.resolve()
+    command_line = layers.from_command_line(args.config, _protocol_flags(args), args.override)
+    execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv))
+    jobs = sweep.expand(results_root, command_line, execution)
+    if args.dry_run:
+        console.print(_dry_run_table(planned_actions(jobs)))
+        return 0
+    return start_sweep(sweep, jobs, placement, console, args.overwrite, [path.resolve() for path in args.config])
+
+
+def _dry_run_table(actions: list) -> Table:
+    table = Table(title=f"bench run --dry-run: {len(actions)} runs (nothing written)")
+    for column in ("run", "state", "directory"):
+        table.add_column(column)
+    for job, action in actions:
+        table.add_row(job.name, action, job.run_dir)
+    return table
+
+
+# bench status ---------------------------------------------------------------------------------------------
+@command("status")
+def command_status(args: argparse.Namespace, argv: list[str], console: Console) -> int:
+    from bench.launch import status
 
     if args.path is not None and args.path.suffix in (".yaml", ".yml") or args.algos or args.envs:
         args.spec = args.path if args.path is not None and args.path.suffix in (".yaml", ".yml") else None
-        from bench.sweep import load_plugins
-
-        load_plugins(_plugins(args))  # a spec's own plugins are loaded by expand
-        jobs = _grid_spec(args, config_files=[], plugins=[], command="bench status").expand(
-            results_root=args.results_dir, protocol_flags=_protocol_flags(args))
-        run_dirs = [Path(job.run_dir) for job in jobs]
+        plugin_loader.load_plugins(_plugins(args))  # a spec's own plugins are loaded by expand
+        jobs = _requested_sweep(args, "bench status").expand(
+            args.results_dir, [layers.from_protocol_flags(_protocol_flags(args))])
+        runs = [job.directory for job in jobs]
     else:
-        root = args.path or args.results_dir or records.default_results_root()
+        root = args.path or args.results_dir or default_results_root()
         if not root.exists():
             raise ConfigError(f"bench status: {str(root)!r} does not exist")
-        run_dirs = status.find_run_dirs(root)
-    rows = status.rows_for(run_dirs)
+        runs = status.status_run_dirs(root)
+    rows = status.rows_for(runs)
     console.print(_status_table(rows))
     console.print(_totals_table(status.totals(rows), status.STATES))
     return 0
@@ -238,52 +192,30 @@ def _status_table(rows: list) -> Table:
     with_queue = any(row.queue for row in rows)
     for column in ("run", "state", "detail", *(["SLURM queue"] if with_queue else [])):
         table.add_column(column)
-    colours = {"done": "green", "pruned": "magenta", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "blue"}
+    colours = {RunState.DONE: "green", RunState.PRUNED: "magenta", RunState.RUNNING: "cyan",
+               RunState.INTERRUPTED: "yellow", RunState.FAILED: "red", RunState.PENDING: "blue"}
     for row in rows:
         colour = colours.get(row.state)
-        table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else row.state, row.detail,
+        table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else str(row.state), row.detail,
                       *([row.queue] if with_queue else []))
     return table
 
 
 def _totals_table(totals: dict, states: Sequence[str]) -> Table:
     table = Table(title="totals per algorithm and environment")
-    for column in ("algo", "env", *states):
+    for column in ("algo", "env", *map(str, states)):
         table.add_column(column, justify="left" if column in ("algo", "env") else "right")
     for (algo, env_id), counts in totals.items():
         table.add_row(algo, env_id, *(str(counts.get(state, 0)) for state in states))
     return table
 
 
-def _device(choice: str) -> str:
-    import torch
+# bench list -----------------------------------------------------------------------------------------------
+@command("list")
+def command_list(args: argparse.Namespace, argv: list[str], console: Console) -> int:
+    from bench.plan.envs import SHORT_NAMES
 
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {choice!r}: CUDA is not available here; valid choices: cpu, auto")
-    if not (choice == "cpu" or choice.startswith("cuda")):
-        raise ConfigError(f"--device {choice!r}: valid choices are cpu, cuda, cuda:N, auto")
-    return choice
-
-
-def _dry_run_table(jobs: list) -> Table:
-    table = Table(title=f"bench run --dry-run: {len(jobs)} runs (nothing written)")
-    for column in ("run", "state", "directory"):
-        table.add_column(column)
-    for job in jobs:
-        state = records.run_status(Path(job.run_dir)).state
-        action = {"done": "skip (DONE)", "pruned": "skip (pruned by a tuning trial)", "not started": "run", "interrupted": "resume",
-                  "failed": "resume (failed before)", "running": "leave (running)"}[state]
-        table.add_row(job.name, action, job.run_dir)
-    return table
-
-
-def command_list(args: argparse.Namespace, console: Console) -> int:
-    from bench.envs import SHORT_NAMES
-    from bench.sweep import load_plugins
-
-    load_plugins(_plugins(args))
+    plugin_loader.load_plugins(_plugins(args))
 
     algos = Table(title="algorithms")
     algos.add_column("name")
@@ -307,7 +239,7 @@ def command_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-
+# bench collect / report -----------------------------------------------------------------------------------
 def _report_parsers(commands) -> None:
     collect = commands.add_parser("collect", help="gather run records into tidy Parquet tables (evals, runs)")
     collect.add_argument("paths", nargs="+", type=Path, help="suite folders (or results roots, or run folders)")
@@ -327,12 +259,13 @@ def _report_parsers(commands) -> None:
     report.add_argument("--table-error", default="ci", help="ci (95%% Student t, default) or std")
 
 
-def command_report(args: argparse.Namespace, console: Console) -> int:
+@command("collect", "report")
+def command_report(args: argparse.Namespace, argv: list[str], console: Console) -> int:
     """`bench collect` and `bench report`: both read the run directories; collect stops at the Parquet tables."""
     import matplotlib
 
-    matplotlib.use("Agg")  # written headless (SLURM nodes, CI); bench.plots leaves the backend to notebooks
-    from bench import collect as collecting, report as reporting  # heavy imports (matplotlib, rliable) only here
+    matplotlib.use("Agg")  # written headless (SLURM nodes, CI); bench.report.plots leaves it to notebooks
+    from bench.report import builder as reporting, collect as collecting  # heavy imports (matplotlib, rliable)
 
     out = args.out or reporting.default_output(args.paths)
     if args.command == "collect":
@@ -363,6 +296,35 @@ def _print_skipped(skipped: list[str], console: Console) -> None:
         console.print(f"[yellow]warning:[/] skipped unreadable run: {reason}", highlight=False, soft_wrap=True)
 
 
+# bench probe ----------------------------------------------------------------------------------------------
+def _probe_parser(commands) -> None:
+    from bench.report.probe import DEFAULT_STATES
+
+    probe = commands.add_parser("probe", help="draw action samples and episodes of agents trained on the "
+                                              "MultiGoal2D-v0 probe")
+    probe.add_argument("paths", nargs="+", type=Path,
+                       help="suite folders or run folders (runs on other envs are skipped)")
+    probe.add_argument("--out", type=Path, help="figure path, .png (a .pdf is written next to it); "
+                       "default: <first path>/probe-multigoal.png")
+    probe.add_argument("--samples", type=int, default=500, help="actions drawn per fixed state (default: %(default)s)")
+    probe.add_argument("--episodes", type=int, default=40, help="stochastic episodes per agent (default: %(default)s)")
+    probe.add_argument("--states", default=";".join(f"{x:g},{y:g}" for x, y in DEFAULT_STATES), help="fixed states 'x,y;x,y;...' (default: %(default)s)")
+    probe.add_argument("--seed", type=int, default=0, help="seed of the sampling and of the episodes' starts")
+    _plugin_argument(probe)
+
+
+@command("probe")
+def command_probe(args: argparse.Namespace, argv: list[str], console: Console) -> int:
+    from bench.report import probe
+
+    probes, states, written = probe.run_probe(args.paths, args.out, args.samples, args.episodes, args.states,
+                                              args.seed, _plugins(args))
+    console.print(probe.summary_table(probes, states))
+    console.print("figure: " + ", ".join(str(path) for path in written))
+    return 0
+
+
+# bench tune -----------------------------------------------------------------------------------------------
 def _tune_parser(commands) -> None:
     tune = commands.add_parser("tune", help="Optuna study over an algorithm's search space; trials are ordinary runs")
     tune.add_argument("--algo", help="algorithm to tune (search space: algorithms/configs/search/<algo>.yaml)")
@@ -399,69 +361,51 @@ def _tune_parser(commands) -> None:
     tune.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                       help="fixed config override for every trial (as in bench run); a searched key is overridden too")
     _plugin_argument(tune)
-    tune.add_argument("--results-dir", type=Path, help=f"results root (default: ${records.RESULTS_ENV_VAR} or ./results)")
+    tune.add_argument("--results-dir", type=Path, help=f"results root (default: ${RESULTS_ENV_VAR} or ./results)")
     tune.add_argument("--show", action="store_true", help="print best trials and importances, save plots; run nothing")
     tune.add_argument("--export", type=Path, metavar="FILE",
                       help="write the best parameters as a `bench run --config` file; run nothing")
 
 
+@command("tune")
 def command_tune(args: argparse.Namespace, argv: list[str], console: Console) -> int:
-    from bench import tune
+    from bench.tune import export, settings as tune_settings, study as studies, workers
 
-    results_root = (args.results_dir or records.default_results_root()).resolve()
+    results_root = (args.results_dir or default_results_root()).resolve()
     study_name = args.study
     if study_name is None:
         if not (args.algo and args.env):
             raise ConfigError("bench tune: give --algo and --env (or --study NAME with --show / --export)")
-        study_name = tune.default_study_name(args.algo, args.env)
+        study_name = tune_settings.default_study_name(args.algo, args.env)
     study_dir = results_root / study_name
-    storage = args.storage or tune.default_storage(study_dir)
-    from bench.sweep import load_plugins, parse_seeds
-
-    plugins = load_plugins(_plugins(args))  # module names: what spawned workers and SLURM tasks import
+    storage = args.storage or studies.default_storage(study_dir)
+    plugins = plugin_loader.load_plugins(_plugins(args))  # module names: what spawned workers and SLURM tasks import
     if args.show or args.export:  # the export validates the best parameters against the algorithm's config
-        study = tune.load(study_name, storage)
+        study = studies.load(study_name, storage)
         if args.show:
-            _print_study(tune.summarize(study, study_dir / "plots"), study_name, console)
+            _print_study(export.summarize(study, study_dir / "plots"), study_name, console)
         if args.export:
-            path = tune.export(study, args.export)
+            path = export.export(study, args.export)
             console.print(f"best parameters -> {path}  (bench run --config {path} ...)", highlight=False)
         return 0
     if not (args.algo and args.env):
         raise ConfigError("bench tune: give --algo and --env to run a study")
-    for flag in ("trials", "workers", "pruner_startup"):
-        if getattr(args, flag) < (0 if flag == "pruner_startup" else 1):
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    profile = None
-    if args.executor == "slurm":
-        from bench import profiles
+    from bench.launch.resolve import resolve_placement
 
-        if args.profile is None:
-            raise ConfigError("--executor slurm needs a cluster profile: --profile FILE (see sweeps/profiles/)")
-        profile = profiles.load_profile(args.profile)
-        device = profile.device if args.device == "auto" else args.device
-        threads = args.threads or profile.cpus_per_task
-    else:
-        device = _device(args.device)
-        threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    protocol_overrides = _protocol_flags(args)
-    settings = tune.TuneSettings(
-        algo=algorithms.get_algorithm(args.algo).name,
-        envs=tune.resolve_envs(args.env, args.protocol, protocol_overrides), seeds=tuple(parse_seeds(args.seeds)),
-        trials=args.trials, study=study_name, storage=storage, study_dir=str(study_dir), protocol=args.protocol,
-        protocol_overrides=protocol_overrides, config_files=tuple(str(path.resolve()) for path in args.config),
-        overrides=tuple(args.override), search=str(args.search.resolve()) if args.search else None,
-        pruner=args.pruner, pruner_startup=args.pruner_startup, pruner_warmup=args.pruner_warmup,
-        sampler_seed=args.sampler_seed,
-        startup_trials=tune.startup_trials(args.startup_trials, args.trials),
-        device=device, torch_threads=threads, plugins=tuple(plugins), argv=("bench", *argv))
-    tune.check(settings)
-    if args.executor == "slurm":
-        return tune.submit_slurm(settings, args.workers, profile, console)
+    placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers)
+    settings = tune_settings.from_request(
+        algo=args.algo, envs=args.env, seeds=args.seeds, trials=args.trials, study=study_name, storage=storage,
+        study_dir=study_dir, protocol=args.protocol, protocol_overrides=_protocol_flags(args), config_files=args.config,
+        overrides=args.override, search=args.search, pruner=args.pruner, pruner_startup=args.pruner_startup,
+        pruner_warmup=args.pruner_warmup, sampler_seed=args.sampler_seed, startup_trials=args.startup_trials,
+        device=placement.device, torch_threads=placement.threads, plugins=plugins, argv=("bench", *argv))
+    workers.check(settings)
+    if placement.executor == "slurm":
+        return workers.submit_slurm(settings, placement.workers, placement.profile, console)
     console.print(f"study {study_name!r}: {settings.trials} trials of {settings.algo} on {', '.join(settings.envs)} "
-                  f"x {len(settings.seeds)} seed(s), {args.workers} worker(s); storage {storage}; runs in {study_dir}",
-                  highlight=False, soft_wrap=True)
-    counts = tune.run_local(settings, args.workers)
+                  f"x {len(settings.seeds)} seed(s), {placement.workers} worker(s); storage {storage}; runs in "
+                  f"{study_dir}", highlight=False, soft_wrap=True)
+    counts = workers.run_local(settings, placement.workers)
     console.print("trials: " + ", ".join(f"{count} {state}" for state, count in sorted(counts.items())),
                   highlight=False)
     where = f" --storage {storage}" if args.storage else (f" --results-dir {args.results_dir}" if args.results_dir else "")

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.run import Trainer
-from bench.sweep import expand
+from bench.jobs import RunDir
+from bench.plan import layers
+from bench.plan.spec import SweepSpec
+from bench.train.trainer import Trainer
 
 
 def fill(buffer, rows: int, rng: np.random.Generator, chunk: int = 50_000) -> None:
@@ -32,12 +34,12 @@ def fill(buffer, rows: int, rng: np.random.Generator, chunk: int = 50_000) -> No
 
 
 def measure(env: str, size: int, root: Path) -> dict:
-    job = expand(["sac"], [env], [0], suite="ckpt", protocol="sdac-paper", results_root=root,
-                 protocol_overrides={"total_steps": size, "replay_size": size, "eval_every": size,
-                                     "log_every": size})[0]
+    spec = SweepSpec(name="ckpt", algos=["sac"], envs=[env], seeds=[0], protocol="sdac-paper")
+    budget = {"total_steps": size, "replay_size": size, "eval_every": size, "log_every": size}
+    job = spec.expand(root, [layers.from_protocol_flags(budget)])[0]
     directory = Path(job.run_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(job, directory, lambda event: None)
+    trainer = Trainer(job, RunDir(directory), lambda event: None)
     rng = np.random.default_rng(0)
     fill(trainer.buffer, size, rng)
     began = time.perf_counter()

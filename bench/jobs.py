@@ -1,0 +1,463 @@
+"""The contract every wing shares: what a run is (:class:`JobSpec`), where it lives (:class:`RunDir`, :class:`SuiteDir`)
+and the words for its state (:class:`RunState`, :class:`Outcome`, :class:`AttemptOutcome`).
+
+    results/<suite>/                 SuiteDir
+        sweep.yaml                   the resolved sweep spec and the runs it planned (bench run)
+        slurm/                       submissions and code snapshots (bench.launch.slurm)
+        report/                      bench report's default output
+        <algo>/<env_id>/seed=<k>/    RunDir
+            config.yaml     resolved config (algorithm + protocol + identity), written before training starts
+            manifest.json   versions, git commit, host, CPU/GPU, start and end times
+            train.csv       append-only training log, fixed columns, one row every `log_every` env steps
+            eval.csv        append-only evaluation log, fixed columns, one row per scheduled evaluation
+            summary.json    final/best eval return, wall-clock, speed, peak memory, resumes, status
+            error.txt       traceback of a failed run
+            attempts.json   one entry per attempt (start, last sign of life, steps, outcome)
+            run.log         notices: resumes, fallbacks, dropped rows
+            RUNNING         host and pid of the process running it now
+            checkpoint.json, ckpt/, replay/   see bench.train.checkpoint
+            DONE            written last: the run finished and every file above is complete
+            PRUNED          a tuning trial's pruner stopped the run: final, like DONE (holds the reason)
+
+Every file name of a run lives here and nowhere else; docs/results-format.md describes the columns for users.
+Plain data and the standard library only: every wing imports this module, so it imports no wing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+RESULTS_ENV_VAR = "BENCH_RESULTS_DIR"
+DEFAULT_PROTOCOL = "sdac-paper"
+
+
+class _Word(str, Enum):
+    """A state word: compares equal to its text, and prints and serialises as it (JSON, f-strings)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __hash__(self) -> int:  # Enum hashes the member name; a word must find "done" keys too
+        return hash(self.value)
+
+
+class RunState(_Word):
+    """What a run directory says about its run (``bench status``, the report's reader, SLURM submission)."""
+
+    DONE = "done"
+    PRUNED = "pruned"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+    PENDING = "pending"          # not started; its SLURM task waits in the queue
+    NOT_STARTED = "not started"
+
+
+class Outcome(_Word):
+    """What one call of ``run_one`` did (the ``status`` of the summary it returns)."""
+
+    DONE = "done"
+    SKIPPED = "skipped"          # DONE before the call
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # a stop signal: checkpointed, resumable
+    BUSY = "busy"                # another live process holds the run
+    PRUNED = "pruned"
+
+
+class AttemptOutcome(_Word):
+    """The end of one attempt in ``attempts.json``."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    KILLED = "killed"            # its process died without a word (SIGKILL, node failure)
+    PRUNED = "pruned"
+
+
+def default_results_root() -> Path:
+    return Path(os.environ.get(RESULTS_ENV_VAR, "results"))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# Atomic writes: readers (status, reports, a resuming run) never see a half-written file -----------------------
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file beside ``path`` and rename it over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_yaml(path: Path, data: Mapping[str, Any], header: str = "") -> None:
+    write_text_atomic(path, header + yaml.safe_dump(_plain(data), sort_keys=False))
+
+
+def _plain(data: Any) -> Any:
+    """State words as their text (yaml.safe_dump knows str, not a str Enum)."""
+    if isinstance(data, Mapping):
+        return {str(key): _plain(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(value) for value in data]
+    return data.value if isinstance(data, Enum) else data
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: ~10x faster when reports read many runs
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any] | None:
+    """A YAML file's top-level mapping, or None when it is missing, unparsable or not a mapping."""
+    try:
+        data = yaml.load(Path(path).read_text(), Loader=SAFE_LOADER)
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# Identity of a run -----------------------------------------------------------------------------------------
+IDENTITY_SECTIONS = ("suite", "algo", "env_id", "seed", "protocol", "agent")  # not "execution": threads etc.
+
+
+def config_differences(on_disk: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    """``key: on disk X, requested Y`` for every differing leaf of the sections that define the experiment."""
+    left = _flatten({key: on_disk.get(key) for key in IDENTITY_SECTIONS})
+    right = _flatten({key: requested.get(key) for key in IDENTITY_SECTIONS})
+    return [f"{key}: on disk {left.get(key)!r}, requested {right.get(key)!r}"
+            for key in sorted(set(left) | set(right)) if left.get(key) != right.get(key)]
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def run_name(algo: str, env_id: str, seed: int) -> str:
+    """``algo/env_id/seed=k``: a run's name inside its suite (progress lines, sweep.yaml, SLURM records)."""
+    return f"{algo}/{env_id}/seed={seed}"
+
+
+_SEED_FOLDER = re.compile(r"seed=(-?\d+)")
+
+
+# The suite folder ------------------------------------------------------------------------------------------
+class SuiteDir:
+    """``results/<suite>/``: the runs of one suite and what is written about them as a whole."""
+
+    SWEEP_FILE = "sweep.yaml"
+    SLURM_FOLDER = "slurm"
+    REPORT_FOLDER = "report"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def at(cls, results_root: Path | str, suite: str) -> "SuiteDir":
+        return cls(Path(results_root) / suite)
+
+    def __repr__(self) -> str:
+        return f"SuiteDir({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SuiteDir) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def sweep_file(self) -> Path:
+        return self.path / self.SWEEP_FILE
+
+    @property
+    def slurm_dir(self) -> Path:
+        return self.path / self.SLURM_FOLDER
+
+    @property
+    def report_dir(self) -> Path:
+        return self.path / self.REPORT_FOLDER
+
+    def run(self, algo: str, env_id: str, seed: int) -> "RunDir":
+        return RunDir(self.path / algo / env_id / f"seed={seed}")
+
+    def run_named(self, name: str) -> "RunDir":
+        """The run dir of a run name (``algo/env_id/seed=k``)."""
+        return RunDir(self.path / name)
+
+    def planned_runs(self) -> list[str]:
+        """Run names of the last sweep launched into this suite (its ``sweep.yaml``); [] if none is recorded."""
+        data = read_yaml_mapping(self.sweep_file) or {}
+        runs = data.get("runs")
+        return [str(run) for run in runs] if isinstance(runs, list) else []
+
+
+# The run folder --------------------------------------------------------------------------------------------
+class RunDir:
+    """``results/<suite>/<algo>/<env_id>/seed=<k>/``: its files by name, its identity, its attempts."""
+
+    CONFIG = "config.yaml"
+    MANIFEST = "manifest.json"
+    TRAIN_LOG = "train.csv"
+    EVAL_LOG = "eval.csv"
+    SUMMARY = "summary.json"
+    ERROR = "error.txt"
+    ATTEMPTS = "attempts.json"
+    NOTES = "run.log"
+    LOCK = "RUNNING"
+    DONE_MARKER = "DONE"
+    PRUNED_MARKER = "PRUNED"
+    CHECKPOINT_INFO = "checkpoint.json"
+    CHECKPOINT_FOLDER = "ckpt"
+    REPLAY_FOLDER = "replay"
+    # What this harness writes (not RUNNING: that is the live owner's); clear() removes exactly these.
+    RECORD_FILES = (CONFIG, MANIFEST, EVAL_LOG, TRAIN_LOG, SUMMARY, ERROR, DONE_MARKER, PRUNED_MARKER, ATTEMPTS,
+                    NOTES, CHECKPOINT_INFO)
+    RECORD_FOLDERS = (CHECKPOINT_FOLDER, REPLAY_FOLDER)
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        # Identity from the layout, parsed once; config.yaml (when readable) is the authority over it.
+        match = _SEED_FOLDER.fullmatch(self.path.name)
+        self.seed = int(match[1]) if match else -1
+        self.env_id = self.path.parent.name
+        self.algo = self.path.parent.parent.name
+        self.suite_dir = SuiteDir(self.path.parent.parent.parent)
+        self.suite = self.suite_dir.name
+
+    @classmethod
+    def at(cls, results_root: Path | str, suite: str, algo: str, env_id: str, seed: int) -> "RunDir":
+        return SuiteDir.at(results_root, suite).run(algo, env_id, seed)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        """``algo/env_id/seed=k``."""
+        return run_name(self.algo, self.env_id, self.seed)
+
+    @property
+    def looks_like_run(self) -> bool:
+        """A ``seed=<k>`` folder or one holding a config: what discovery and `bench status PATH` accept."""
+        return self.config_file.exists() or _SEED_FOLDER.fullmatch(self.path.name) is not None
+
+    # Named paths -------------------------------------------------------------------------------------
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    config_file = property(lambda self: self.path / RunDir.CONFIG)
+    manifest_file = property(lambda self: self.path / RunDir.MANIFEST)
+    train_log = property(lambda self: self.path / RunDir.TRAIN_LOG)
+    eval_log = property(lambda self: self.path / RunDir.EVAL_LOG)
+    summary_file = property(lambda self: self.path / RunDir.SUMMARY)
+    error_file = property(lambda self: self.path / RunDir.ERROR)
+    attempts_file = property(lambda self: self.path / RunDir.ATTEMPTS)
+    notes_file = property(lambda self: self.path / RunDir.NOTES)
+    lock_file = property(lambda self: self.path / RunDir.LOCK)
+    done_marker = property(lambda self: self.path / RunDir.DONE_MARKER)
+    pruned_marker = property(lambda self: self.path / RunDir.PRUNED_MARKER)
+    checkpoint_info = property(lambda self: self.path / RunDir.CHECKPOINT_INFO)
+    checkpoint_dir = property(lambda self: self.path / RunDir.CHECKPOINT_FOLDER)
+    last_checkpoint = property(lambda self: self.path / RunDir.CHECKPOINT_FOLDER / "last.pt")
+    previous_checkpoint = property(lambda self: self.path / RunDir.CHECKPOINT_FOLDER / "prev.pt")
+    replay_dir = property(lambda self: self.path / RunDir.REPLAY_FOLDER)
+
+    # Final markers -----------------------------------------------------------------------------------
+    @property
+    def is_done(self) -> bool:
+        return self.done_marker.exists()
+
+    @property
+    def is_pruned(self) -> bool:
+        return self.pruned_marker.exists()
+
+    def mark_done(self) -> None:
+        self.done_marker.write_text(now_iso() + "\n")
+
+    def mark_pruned(self, detail: str) -> None:
+        self.pruned_marker.write_text(detail + "\n")
+
+    def pruned_detail(self) -> str:
+        return self.pruned_marker.read_text().strip()
+
+    # Config, manifest, summary, error ----------------------------------------------------------------
+    def read_config(self) -> dict[str, Any] | None:
+        """config.yaml, or None when there is none or it cannot be parsed (then the run restarts)."""
+        return read_yaml_mapping(self.config_file)
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        write_yaml(self.config_file, config)
+
+    def read_summary(self) -> dict[str, Any]:
+        return read_json(self.summary_file)
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        write_json(self.summary_file, dict(summary))
+
+    def read_manifest(self) -> dict[str, Any]:
+        return read_json(self.manifest_file) if self.manifest_file.exists() else {}
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        write_json(self.manifest_file, dict(manifest))
+
+    def write_error(self, text: str) -> None:
+        self.error_file.write_text(text)
+
+    def error_last_line(self) -> str:
+        lines = [line for line in self.error_file.read_text().splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    def checkpoint_step(self) -> int | None:
+        """Env step of the newest checkpoint (checkpoint.json), None without one."""
+        try:
+            return int(read_json(self.checkpoint_info)["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def note(self, message: str) -> None:
+        """A line in run.log: resumes, fallbacks, dropped rows."""
+        with open(self.notes_file, "a") as handle:
+            handle.write(f"{now_iso()} {message}\n")
+
+    # Attempts ----------------------------------------------------------------------------------------
+    def attempts(self) -> list[dict[str, Any]]:
+        try:
+            attempts = read_json(self.attempts_file)
+        except (OSError, ValueError):
+            return []
+        return attempts if isinstance(attempts, list) else []
+
+    def write_attempts(self, attempts: list[dict[str, Any]]) -> None:
+        write_json(self.attempts_file, attempts)
+
+    def start_attempt(self, step: int, host: str, slurm_job: str | None, slurm_restart: int) -> None:
+        """Append a running attempt; an earlier one still marked running died without a word."""
+        attempts = self.attempts()
+        for attempt in attempts:
+            if attempt["outcome"] == AttemptOutcome.RUNNING:
+                attempt["outcome"] = AttemptOutcome.KILLED
+        now = time.time()
+        attempts.append({"started": now, "last_alive": now, "start_step": step, "end_step": step, "host": host,
+                         "slurm_job": slurm_job, "slurm_restart": slurm_restart,
+                         "outcome": AttemptOutcome.RUNNING})
+        self.write_attempts(attempts)
+
+    def heartbeat(self, step: int, outcome: AttemptOutcome = AttemptOutcome.RUNNING) -> None:
+        """The last attempt's sign of life (also what `is_running` reads for runs on other hosts)."""
+        attempts = self.attempts()
+        attempts[-1].update(last_alive=time.time(), end_step=step, outcome=outcome)
+        self.write_attempts(attempts)
+
+    def close_running_attempt(self, outcome: AttemptOutcome) -> None:
+        """End the last attempt with ``outcome`` if it is still marked running (a crash path)."""
+        attempts = self.attempts()
+        if attempts and attempts[-1]["outcome"] == AttemptOutcome.RUNNING:
+            attempts[-1].update(last_alive=time.time(), outcome=outcome)
+            self.write_attempts(attempts)
+
+    def wall_time(self) -> float:
+        """Seconds of all attempts, each from its start to its last sign of life (work lost to a kill included)."""
+        return sum(max(0.0, a["last_alive"] - a["started"]) for a in self.attempts())
+
+    # Clean-up ----------------------------------------------------------------------------------------
+    def clear(self) -> None:
+        """Remove everything a previous attempt wrote, to start over (only what this harness writes; anything a
+        user put there stays)."""
+        for name in self.RECORD_FILES:
+            self.file(name).unlink(missing_ok=True)
+        for name in self.RECORD_FOLDERS:
+            shutil.rmtree(self.file(name), ignore_errors=True)
+
+    def remove_finished_state(self) -> None:
+        """Drop what only a resume needs (the replay data: GBs for large tasks; the previous checkpoint).
+        The final agent state stays in ckpt/last.pt."""
+        shutil.rmtree(self.replay_dir, ignore_errors=True)
+        self.previous_checkpoint.unlink(missing_ok=True)
+
+
+def as_run_dir(run: "RunDir | Path | str") -> "RunDir":
+    return run if isinstance(run, RunDir) else RunDir(run)
+
+
+# A run to do -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobSpec:
+    """One run (algorithm x env x seed). Plain data: it crosses process and cluster boundaries."""
+
+    algo: str
+    env_id: str
+    seed: int
+    suite: str
+    protocol: dict[str, Any]
+    agent_config: dict[str, Any]
+    run_dir: str
+    protocol_name: str = DEFAULT_PROTOCOL
+    device: str = "cpu"
+    torch_threads: int = 1
+    argv: tuple[str, ...] = field(default_factory=tuple)
+    plugins: tuple[str, ...] = field(default_factory=tuple)
+    checkpoint_every: int | None = None  # env steps; None: every 5 % of the budget; 0: never
+
+    @property
+    def name(self) -> str:
+        return run_name(self.algo, self.env_id, self.seed)
+
+    @property
+    def directory(self) -> RunDir:
+        return RunDir(self.run_dir)
+
+    def identity(self) -> dict[str, Any]:
+        return {"suite": self.suite, "algo": self.algo, "env_id": self.env_id, "seed": self.seed}
+
+    def resolved_config(self) -> dict[str, Any]:
+        """What config.yaml holds: identity, protocol, the algorithm's full config, execution settings."""
+        return {
+            **self.identity(), "protocol_name": self.protocol_name, "protocol": dict(self.protocol),
+            "agent": dict(self.agent_config),
+            "execution": {"device": self.device, "torch_threads": self.torch_threads,
+                          "checkpoint_every": self.checkpoint_every},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

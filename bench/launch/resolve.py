@@ -1,0 +1,56 @@
+"""Where and how a command's runs execute: executor, cluster profile, device, threads per run and parallel
+workers, resolved once from the flags (and a sweep spec's ``executor:``/``profile:``) for `bench run` and
+`bench tune` alike."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from algorithms.config import ConfigError
+from bench.launch.profiles import ClusterProfile, load_profile
+
+from bench.plan.spec import EXECUTORS
+
+
+@dataclass(frozen=True)
+class Placement:
+    executor: str                    # local | slurm | debug
+    profile: ClusterProfile | None   # with slurm
+    device: str                      # cpu, cuda, cuda:N
+    threads: int                     # torch threads per run
+    workers: int                     # parallel runs (local) or tuning workers
+
+
+def resolve_placement(executor: str, profile: Path | str | None, device: str = "auto", threads: int | None = None,
+                      workers: int = 1) -> Placement:
+    """On SLURM the device follows the profile's GPUs (not this login node's) and threads its ``cpus_per_task``;
+    here ``auto`` means CUDA where it is available, and the cores are shared between the workers."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    if executor == "slurm":
+        if not profile:
+            raise ConfigError("--executor slurm needs a cluster profile: --profile FILE or 'profile:' in the sweep "
+                              "spec (examples: sweeps/profiles/local-cluster.yaml, example-cluster.yaml)")
+        cluster = load_profile(profile)
+        return Placement(executor, cluster, cluster.device if device == "auto" else device,
+                         threads or cluster.cpus_per_task, workers)
+    return Placement(executor, None, local_device(device), threads or max(1, (os.cpu_count() or 1) // workers),
+                     workers)
+
+
+def local_device(choice: str) -> str:
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {choice!r}: CUDA is not available here; valid choices: cpu, auto")
+    if not (choice == "cpu" or choice.startswith("cuda")):
+        raise ConfigError(f"--device {choice!r}: valid choices are cpu, cuda, cuda:N, auto")
+    return choice

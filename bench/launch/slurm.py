@@ -1,0 +1,270 @@
+"""Sweeps on SLURM through submitit: one job array per sweep (chunked), one array task per run, submit and exit.
+
+    results/<suite>/slurm/
+        submissions.jsonl            one line per `bench run --executor slurm`: time, arrays, task id -> run, folders
+        <UTC time>-<pid>/code/       the code the submitted tasks import (a copy of bench/, algorithms/ and plugin
+                                     modules, with SNAPSHOT.json naming the source commit): editing the checkout
+                                     does not change queued or requeued jobs
+        <UTC time>-<pid>/logs/       submitit's folder: <array>_<task>_0_log.out / .err, pickles, sbatch script
+
+Success is read from the run directories only; the scheduler is asked (``squeue``) just for the queue state of
+runs that have not finished, never through ``sacct`` and never by waiting on jobs.
+
+Requeue: each task is a :class:`RunTask` (a submitit ``Checkpointable``). SLURM sends USR2 ``signal_delay_s``
+before the time limit (and on preemption); ``run_one`` catches it, writes a checkpoint and returns; the task then
+hands the signal to submitit's own handler, which calls ``checkpoint()`` and requeues the task. The requeued task
+runs ``run_one`` again, which resumes from the checkpoint. All state is in the run directory, so the default
+``checkpoint()`` (resubmit the same JobSpec) is all a requeue needs.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from dataclasses import dataclass, field
+
+import submitit
+
+import algorithms
+import bench
+from algorithms.config import ConfigError
+from bench.jobs import JobSpec, Outcome, RunState, SuiteDir, now_iso
+from bench.launch.profiles import ClusterProfile
+from bench.records.manifest import SNAPSHOT_INFO, git_state
+from bench.records.state import run_status
+
+SUBMISSIONS_FILE = "submissions.jsonl"
+PREEMPT_SIGNAL = "SIGUSR2"  # submitit's checkpoint signal (its default SUBMITIT_PREEMPT_SIGNAL)
+
+
+class RunFailed(RuntimeError):
+    """Raised in an array task whose run failed, so that the scheduler shows the task as FAILED too."""
+
+
+class RunTask(submitit.helpers.Checkpointable):
+    """One array task: train (or resume) one run."""
+
+    def __init__(self, raise_on_failure: bool = True) -> None:
+        self.raise_on_failure = raise_on_failure
+
+    def __call__(self, job: JobSpec) -> dict[str, Any]:
+        from bench.train.run import run_one  # here, not at import: `bench status` reads the queue without torch
+
+        summary = run_one(job, reporter=_log_event)
+        if summary["status"] == Outcome.INTERRUPTED and PREEMPT_SIGNAL in summary.get("signals", ()):
+            # The checkpoint is written and run_one has put submitit's handler back: let it requeue this task.
+            signal.raise_signal(getattr(signal, PREEMPT_SIGNAL))
+        if summary["status"] == Outcome.FAILED and self.raise_on_failure:
+            raise RunFailed(f"{job.name} failed: {summary.get('error')} (traceback in {job.directory.error_file})")
+        return summary
+
+
+def _log_event(event: dict[str, Any]) -> None:
+    """Plain lines in the task's log file (<logs>/<array>_<task>_0_log.out)."""
+    kind = event["event"]
+    if kind == "progress":
+        return
+    details = {key: value for key, value in event.items() if key not in ("event", "job", "summary")}
+    if "summary" in event:
+        details["status"] = event["summary"].get("status")
+    print(f"{time.strftime('%H:%M:%S')} {kind:10s} {event.get('job', '')} {details}", flush=True)
+
+
+# Submission ---------------------------------------------------------------------------------------
+def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> int:
+    """Submit the runs of ``jobs`` that are not done, running or queued, as arrays; print ids and log paths."""
+    suite = jobs[0].directory.suite_dir
+    queue = queue_states(suite)
+    todo, skipped = [], {"done": 0, "running": 0, "queued": 0}
+    for job in jobs:
+        state = run_status(job.directory).state
+        if state == RunState.DONE:
+            skipped["done"] += 1
+        elif state == RunState.RUNNING:
+            skipped["running"] += 1
+        elif job.name in queue:
+            skipped["queued"] += 1
+        else:
+            todo.append(job)
+    left_alone = ", ".join(f"{count} {what}" for what, count in skipped.items() if count)
+    if not todo:
+        console.print(f"nothing to submit: all {len(jobs)} runs are done, running or queued ({left_alone})")
+        return 0
+    submission = submit_array(RunTask(), [(job,) for job in todo], suite.path, profile, todo[0].plugins)
+    tasks = {task_id: job.name for task_id, job in zip(submission.task_ids, todo)}
+    _record_submission(suite, submission, tasks, profile)
+    if submission.error:
+        console.print(f"[red]submitting stopped after {len(tasks)} run(s):[/] {submission.error}")
+    console.print(f"submitted {len(tasks)} run(s) as array job(s) {', '.join(submission.arrays)}"
+                  + (f"; left alone: {left_alone}" if left_alone else ""))
+    console.print(f"logs: {submission.logs}/<job id>_0_log.out (and .err); code snapshot: {submission.code_dir}")
+    console.print(f"follow with: bench status {suite.path}")
+    return 0 if len(tasks) == len(todo) else 1
+
+
+@dataclass
+class Submission:
+    folder: Path                  # <home>/slurm/<UTC time>-<pid>/
+    code_dir: Path                # the code snapshot the tasks import
+    job_name: str
+    arrays: list[str] = field(default_factory=list)
+    task_ids: list[str] = field(default_factory=list)  # one per submitted argument tuple, in order
+    error: str | None = None      # why a later chunk was not submitted
+
+    @property
+    def logs(self) -> Path:
+        return self.folder / "logs"
+
+
+def submit_array(task: Any, arguments: Sequence[tuple], home: Path, profile: ClusterProfile,
+                 plugins: Sequence[str]) -> Submission:
+    """The one SLURM submission path (`bench run` and `bench tune`): ``task(*arguments[i])`` as array tasks, in
+    chunks of the profile's ``max_array_size``, from a fresh code snapshot under ``<home>/slurm/``. Raises
+    ConfigError when nothing could be submitted (and leaves nothing behind)."""
+    if shutil.which("sbatch") is None:
+        raise ConfigError("--executor slurm: sbatch is not on PATH; submit from a cluster login node (or start "
+                          "scripts/slurm-local-cluster.sh and export SLURM_CONF)")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+    folder = Path(home) / SuiteDir.SLURM_FOLDER / stamp
+    submission = Submission(folder, snapshot_code(folder / "code", plugins=plugins), job_name(profile, Path(home)))
+    executor = make_submitit_executor("slurm", submission.logs, profile, submission.code_dir)
+    executor.update_parameters(name=submission.job_name)
+    try:
+        for start in range(0, len(arguments), profile.max_array_size):
+            chunk = arguments[start:start + profile.max_array_size]
+            submitted = executor.map_array(task, *zip(*chunk))
+            submission.arrays.append(str(submitted[0].job_id).split("_")[0])
+            submission.task_ids += [str(job.job_id) for job in submitted]
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError, subprocess.SubprocessError,
+            OSError) as error:
+        if not submission.arrays:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise ConfigError(f"sbatch refused the submission (check the cluster profile): "
+                              f"{str(error).strip()}") from None
+        submission.error = str(error)
+    return submission
+
+
+def _record_submission(suite: SuiteDir, submission: Submission, tasks: dict[str, str],
+                       profile: ClusterProfile) -> None:
+    """A line of ``submissions.jsonl``: which array task runs which run (read by `bench status`)."""
+    record = {"submitted_at": now_iso(), "job_name": submission.job_name, "arrays": submission.arrays,
+              "tasks": tasks, "code": str(submission.code_dir), "logs": str(submission.logs),
+              "profile": profile_summary(profile)}
+    with open(suite.slurm_dir / SUBMISSIONS_FILE, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def make_submitit_executor(cluster: str, folder: Path, profile: ClusterProfile | None,
+                           code_dir: Path | None = None) -> submitit.AutoExecutor:
+    if cluster == "debug":
+        return submitit.AutoExecutor(folder=folder, cluster="debug")
+    assert profile is not None
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm", slurm_max_num_timeout=profile.max_num_timeout,
+                                     slurm_python=profile.python or sys.executable)
+    # The snapshot comes first on the path of every task (and of every requeue), before any checkout: on
+    # PYTHONPATH, and as the working directory, because `python -m submitit...` puts the working directory (where
+    # `bench run` was typed: often the checkout itself) ahead of PYTHONPATH.
+    setup = [*profile.setup, f"cd {shlex.quote(str(code_dir))}",
+             f"export PYTHONPATH={shlex.quote(str(code_dir))}${{PYTHONPATH:+:$PYTHONPATH}}",
+             f"export OMP_NUM_THREADS={profile.cpus_per_task}"]
+    executor.update_parameters(**profile.submitit_parameters(), slurm_setup=setup)
+    return executor
+
+
+def job_name(profile: ClusterProfile, home: Path) -> str:
+    """``<profile job_name>-<suite>``: readable in squeue, and what ties a queue entry to this suite (job ids are
+    reused when a cluster's state is reset)."""
+    return f"{profile.job_name}-{Path(home).name}"
+
+
+def profile_summary(profile: ClusterProfile) -> dict[str, Any]:
+    return {key: value for key, value in vars(profile).items() if value not in (None, (), {})}
+
+
+def snapshot_code(target: Path, plugins: Sequence[str] = ()) -> Path:
+    """Copy the harness packages (and plugin modules, which register algorithms) to ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in (bench, algorithms):
+        source = Path(package.__file__).resolve().parent
+        shutil.copytree(source, target / source.name, ignore=ignore)
+    for module in plugins:
+        spec = importlib.util.find_spec(module.split(".")[0])
+        origin = Path(spec.origin) if spec and spec.origin else None
+        if origin is None or origin.parent in (target / "bench", target / "algorithms"):
+            continue
+        if origin.name == "__init__.py":
+            shutil.copytree(origin.parent, target / origin.parent.name, ignore=ignore, dirs_exist_ok=True)
+        else:
+            shutil.copy2(origin, target / origin.name)
+    source_root = Path(bench.__file__).resolve().parent.parent
+    info = {"source": str(source_root), "git": git_state(source_root / "bench"), "created": now_iso()}
+    (target / SNAPSHOT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    return target
+
+
+# Queue state --------------------------------------------------------------------------------------
+def read_submissions(suite: SuiteDir) -> list[dict[str, Any]]:
+    path = suite.slurm_dir / SUBMISSIONS_FILE
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by a crash while appending
+    return entries
+
+
+def latest_tasks(suite: SuiteDir) -> dict[str, tuple[str, str]]:
+    """Run name -> (array task id, job name) of the submission that last ran or will run it."""
+    latest: dict[str, tuple[str, str]] = {}
+    for entry in read_submissions(suite):
+        for task_id, run in entry.get("tasks", {}).items():
+            latest[run] = (task_id, entry.get("job_name", ""))
+    return latest
+
+
+def queue_states(suite: SuiteDir) -> dict[str, str]:
+    """Run name -> "<task id> <STATE> (<reason>)" for runs whose latest task is still in the SLURM queue
+    (pending, running, requeued, completing). Empty when nothing was submitted or squeue is not available."""
+    latest = latest_tasks(suite)
+    if not latest:
+        return {}
+    in_queue = squeue()
+    return {run: f"{task} {in_queue[task][1]}" for run, (task, name) in latest.items()
+            if task in in_queue and in_queue[task][0] == name}
+
+
+def squeue() -> dict[str, tuple[str, str]]:
+    """Task id ("12_3", or "12" for a plain job) -> (job name, "STATE (reason)") for this user's jobs in the
+    queue; one call, array tasks listed one per line (-r). {} if squeue is missing or fails."""
+    if shutil.which("squeue") is None:
+        return {}
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%j|%T|%r"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if out.returncode != 0:
+        return {}
+    states = {}
+    for line in out.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 4:
+            task, name, state, reason = parts
+            states[task] = (name, state if reason in ("None", "") else f"{state} ({reason})")
+    return states

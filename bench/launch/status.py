@@ -1,0 +1,92 @@
+"""`bench status`: the state of runs read from their directories (done / running / interrupted / failed / not
+started), the runs a sweep planned that have not started yet, and the SLURM queue state of submitted runs where
+``squeue`` answers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable
+
+from bench.jobs import RunDir, RunState, SuiteDir
+from bench.records.discover import find_run_dirs
+from bench.records.state import run_status
+
+STATES = tuple(RunState)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run: RunDir
+    state: RunState
+    detail: str
+    queue: str = ""  # "<task id> <STATE> (<reason>)" while its SLURM task is in the queue
+
+    @property
+    def name(self) -> str:
+        return f"{self.run.suite}/{self.run.name}"
+
+
+def status_run_dirs(path: Path) -> list[RunDir]:
+    """The runs at or below ``path`` (a results root, a suite folder or a single run): those that exist, plus the
+    runs of the sweeps launched there (``<suite>/sweep.yaml``) that have no directory yet."""
+    found = set(find_run_dirs(path))
+    if not RunDir(path).looks_like_run:
+        found |= set(planned_runs(Path(path)))
+    return sorted(found, key=lambda run: run.path)
+
+
+def planned_runs(path: Path) -> list[RunDir]:
+    """Runs listed in the ``sweep.yaml`` of ``path`` (a suite folder) or of the suites directly below it."""
+    suites = {SuiteDir(path)} | {SuiteDir(folder) for folder in Path(path).glob("*") if folder.is_dir()}
+    return [suite.run_named(name) for suite in suites if suite.sweep_file.exists() for name in suite.planned_runs()]
+
+
+def row_for(run: RunDir) -> RunRow:
+    status = run_status(run)
+    detail = status.detail
+    if status.state == RunState.DONE:
+        try:
+            summary = run.read_summary()
+            detail = f"final return {summary['final_eval_return']:.1f}, {summary.get('resumes', 0)} resume(s)"
+        except (OSError, ValueError, KeyError):
+            detail = f"{RunDir.SUMMARY} unreadable"
+    elif status.state == RunState.RUNNING:
+        detail = _progress(run)
+    return RunRow(run, status.state, detail)
+
+
+def _progress(run: RunDir) -> str:
+    """"step 1200/5000 on <host>" from the heartbeat in attempts.json and the budget in config.yaml."""
+    attempts = run.attempts()
+    config = run.read_config() or {}
+    if not attempts:
+        return ""
+    total = config.get("protocol", {}).get("total_steps", "?")
+    return f"step {attempts[-1].get('end_step', 0)}/{total} on {attempts[-1].get('host', '?')}"
+
+
+def rows_for(runs: Iterable[RunDir]) -> list[RunRow]:
+    """Rows with the queue state joined in: a run not started whose task waits in the queue is "pending"."""
+    from bench.launch import slurm
+
+    rows = [row_for(run) for run in runs]
+    queues = {suite: slurm.queue_states(suite) for suite in {row.run.suite_dir for row in rows}}
+    joined = []
+    for row in rows:
+        queue = queues[row.run.suite_dir].get(row.run.name, "")
+        state, detail = row.state, row.detail
+        if queue and row.state == RunState.NOT_STARTED:  # its task is queued, or started but has not claimed the run
+            state, detail = ((RunState.RUNNING, "task starting") if queue.split()[1] == "RUNNING"
+                             else (RunState.PENDING, detail))
+        joined.append(replace(row, queue=queue, state=state, detail=detail))
+    return joined
+
+
+def totals(rows: Iterable[RunRow]) -> dict[tuple[str, str], Counter]:
+    """Counts of each state per (algorithm, environment)."""
+    table: dict[tuple[str, str], Counter] = {}
+    for row in rows:
+        table.setdefault((row.run.algo, row.run.env_id), Counter())[row.state] += 1
+    return dict(sorted(table.items()))

@@ -1,0 +1,109 @@
+"""Environment names, construction and seeding.
+
+Short names resolve to pinned Gymnasium ids so that a sweep written today means the same task next year;
+full ids (``Ant-v4`` for comparability with the SDAC/DACER papers) are accepted as given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from algorithms.config import ConfigError
+from bench.plan import probe_env  # registers MultiGoal2D-v0
+
+# Pinned versions: MuJoCo tasks at v5 (Gymnasium >= 1.0), the classic-control Pendulum at v1.
+SHORT_NAMES: dict[str, str] = {
+    "Ant": "Ant-v5",
+    "HalfCheetah": "HalfCheetah-v5",
+    "Hopper": "Hopper-v5",
+    "Humanoid": "Humanoid-v5",
+    "InvertedDoublePendulum": "InvertedDoublePendulum-v5",
+    "InvertedPendulum": "InvertedPendulum-v5",
+    "MultiGoal2D": probe_env.ENV_ID,  # built-in multimodality probe (bench/plan/probe_env.py)
+    "Pendulum": "Pendulum-v1",
+    "Reacher": "Reacher-v5",
+    "Swimmer": "Swimmer-v5",
+    "Walker2d": "Walker2d-v5",
+}
+
+
+def resolve_env_id(name: str, version: str | None = None) -> str:
+    """``Hopper`` -> ``Hopper-v5`` (or ``Hopper-<version>``); a registered full id is returned unchanged."""
+    lookup = {short.lower(): short for short in SHORT_NAMES}
+    short = lookup.get(name.strip().lower())
+    if short is not None:
+        env_id = f"{short}-{version}" if version else SHORT_NAMES[short]
+    else:
+        env_id = name.strip()
+    if env_id not in gym.registry:
+        hint = f"valid short names: {', '.join(SHORT_NAMES)}; or any registered Gymnasium id such as Ant-v4"
+        raise ConfigError(f"unknown environment {name!r} (resolved to {env_id!r}); {hint}")
+    return env_id
+
+
+def _make_single(env_id: str) -> gym.Env:
+    env = gym.make(env_id)
+    if not isinstance(env.action_space, gym.spaces.Box):
+        raise ConfigError(f"{env_id} has a {type(env.action_space).__name__} action space; only Box is supported")
+    return UnitActions(env)
+
+
+class UnitActions(gym.ActionWrapper):
+    """The agent acts in [-1, 1]^d; actions are clipped there and mapped affinely onto the env's bounds
+    (Humanoid's true range is +-0.4, Pendulum's +-2)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        low, high = env.action_space.low, env.action_space.high
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+            raise ConfigError(f"{env.spec.id if env.spec else env}: action bounds must be finite to rescale")
+        self._low, self._scale = low.astype(np.float64), (high - low).astype(np.float64) / 2.0
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=low.shape, dtype=np.float32)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        unit = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return (self._low + (unit + 1.0) * self._scale).astype(self.env.action_space.dtype)
+
+
+def make_vector_env(env_id: str, n_envs: int) -> gym.vector.VectorEnv:
+    """Synchronous vector env; SAME_STEP autoreset puts the true last observation into ``info['final_obs']``
+    so that the stored transition of a finished episode is the real one, not the next episode's reset."""
+    return gym.vector.SyncVectorEnv(
+        [lambda: _make_single(env_id) for _ in range(n_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
+
+
+def make_eval_envs(env_id: str, n_episodes: int) -> list[gym.Env]:
+    """One env per evaluation episode, stepped together so the policy acts on a batch."""
+    return [_make_single(env_id) for _ in range(n_episodes)]
+
+
+@dataclass(frozen=True)
+class RunSeeds:
+    """Independent seeds derived from one master seed (numpy SeedSequence), one per source of randomness."""
+
+    env: int
+    warmup_actions: int
+    eval_env: int
+    replay: int
+    network: int
+    torch: int
+
+    @classmethod
+    def derive(cls, master_seed: int) -> "RunSeeds":
+        children = np.random.SeedSequence(master_seed).spawn(6)
+        values = [int(child.generate_state(1, dtype=np.uint32)[0]) for child in children]
+        return cls(*values)
+
+
+def space_info(env_id: str) -> tuple[int, int]:
+    """(observation dim, action dim) of ``env_id`` without keeping the env around."""
+    env = _make_single(env_id)
+    try:
+        return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    finally:
+        env.close()

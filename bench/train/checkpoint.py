@@ -1,0 +1,77 @@
+"""Atomic checkpoint files with one previous generation to fall back on.
+
+    <run>/ckpt/last.pt    newest checkpoint (torch.save of the trainer state; the replay data lives in
+                          <run>/replay/*.npy and only its fill pointer is in here)
+    <run>/ckpt/prev.pt    the one before, used when last.pt is unreadable
+    <run>/checkpoint.json step and time of last.pt, for `bench status` without loading torch files
+
+Writes go to a temporary file that is fsynced and then renamed over the old one, so a kill at any moment
+leaves either the old or the new checkpoint, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.jobs import RunDir, as_run_dir, now_iso, write_json
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(run: RunDir | Path, state: dict[str, Any]) -> Path:
+    run = as_run_dir(run)
+    directory = run.checkpoint_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    last, prev = run.last_checkpoint, run.previous_checkpoint
+    tmp = last.with_name(last.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if last.exists():
+        os.replace(last, prev)
+    os.replace(tmp, last)
+    _fsync_dir(directory)
+    write_json(run.checkpoint_info, {"step": state["step"], "saved_at": now_iso(), "bytes": last.stat().st_size})
+    return last
+
+
+@dataclass
+class Loaded:
+    state: dict[str, Any] | None
+    source: Path | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+def load(run: RunDir | Path) -> Loaded:
+    """The newest readable checkpoint; notices say what was unreadable and skipped."""
+    run = as_run_dir(run)
+    notices = []
+    for path in (run.last_checkpoint, run.previous_checkpoint):
+        if not path.exists():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(state, dict) or "step" not in state:
+                raise ValueError("not a checkpoint of this harness")
+            return Loaded(state, path, notices)
+        except Exception as error:  # noqa: BLE001 - any unreadable file means: try the older one
+            notices.append(f"checkpoint {path.name} is unreadable ({type(error).__name__}: {error}); skipped")
+    return Loaded(None, None, notices)
+
+
+def default_interval(total_steps: int, n_envs: int) -> int:
+    """Every 5 % of the budget (so a kill loses at most ~5 % of the work), on the n_envs grid."""
+    twentieth = -(-total_steps // 20)
+    return max(n_envs, -(-twentieth // n_envs) * n_envs)

@@ -1,0 +1,145 @@
+"""``run_one``: the only place that owns an env, an agent and a replay buffer.
+
+The local pool, a SLURM array task, an Optuna trial and the tests all call this one function with a
+JobSpec. It writes the run directory (:class:`bench.jobs.RunDir`), resumes from the run's last checkpoint
+when an earlier attempt was killed, and returns the summary.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable
+
+from bench.jobs import AttemptOutcome, JobSpec, Outcome, RunDir, now_iso
+from bench.plugins import load_plugins
+from bench.records import lock
+from bench.records.csvlog import truncate_csv
+from bench.records.manifest import manifest
+from bench.train import checkpoint
+from bench.train.trainer import STOP_SIGNALS, EvalHook, Reporter, RunInterrupted, RunPruned, StopSignals, Trainer
+
+__all__ = ["run_one", "INTERRUPTED_EXIT_CODE", "STOP_SIGNALS"]
+
+INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later" - what a launcher should requeue
+
+
+def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Callable[[], bool] | None = None,
+            on_eval: EvalHook | None = None) -> dict[str, Any]:
+    """Train ``job`` to completion (resuming an interrupted attempt) and record it. A DONE or pruned run is skipped.
+
+    ``on_eval`` is called after every evaluation; when it returns True the run stops there and is recorded as
+    pruned (``PRUNED`` in its directory). Never raises for a failed run: the failure is recorded in the run
+    directory and reflected in the returned summary's ``status`` (an :class:`~bench.jobs.Outcome`).
+    """
+    run = job.directory
+    report = _with_job(reporter or (lambda event: None), job.name)
+    load_plugins(job.plugins)
+    if run.is_done:
+        summary = run.read_summary()
+        report({"event": "skipped", "summary": summary})
+        return {**summary, "status": Outcome.SKIPPED}
+    if run.is_pruned:
+        return _not_run(job, Outcome.PRUNED, report)
+    if stop_requested and stop_requested():
+        return _not_run(job, Outcome.INTERRUPTED, report)
+    run.path.mkdir(parents=True, exist_ok=True)
+    if not lock.claim(run):
+        return _not_run(job, Outcome.BUSY, report)
+    try:
+        resume_state = prepare_attempt(job, run, report)
+    except BaseException:
+        lock.release(run)
+        raise
+    signals = StopSignals()
+    try:
+        with signals:
+            summary = Trainer(job, run, report, resume_state, signals, on_eval).train()
+        _record_success(run, summary)
+    except RunPruned as pruned:
+        summary = _record_pruned(job, run, str(pruned))
+    except RunInterrupted as stop:
+        summary = {**job.identity(), "status": Outcome.INTERRUPTED, "detail": str(stop),
+                   "signals": sorted(set(signals.all_received))}
+    except BaseException as error:  # noqa: BLE001 - a crash must leave a record, whatever it was
+        summary = _record_failure(job, run, error)
+        if not isinstance(error, Exception):
+            raise
+    finally:
+        lock.release(run)
+    report({"event": "end", "summary": summary})
+    return summary
+
+
+def _not_run(job: JobSpec, status: Outcome, report: Reporter) -> dict[str, Any]:
+    summary = {**job.identity(), "status": status}
+    report({"event": "end", "summary": summary})
+    return summary
+
+
+def _with_job(report: Reporter, name: str) -> Reporter:
+    return lambda event: report({"job": name, **event})
+
+
+def prepare_attempt(job: JobSpec, run: RunDir, report: Reporter) -> dict[str, Any] | None:
+    """Resume state of an earlier attempt (after cleaning its records up to the checkpoint), or None
+    after clearing the directory for a fresh start."""
+    def notice(message: str) -> None:
+        run.note(message)
+        report({"event": "notice", "message": message})
+
+    if not run.config_file.exists():
+        return _start_over(job, run)
+    if run.read_config() is None:
+        notice(f"{RunDir.CONFIG} is unreadable: starting over from step 0")
+        return _start_over(job, run)
+    loaded = checkpoint.load(run)
+    for message in loaded.notices:
+        notice(message)
+    if loaded.state is None:
+        notice("no usable checkpoint: starting over from step 0")
+        return _start_over(job, run)
+    step = int(loaded.state["step"])
+    for path in (run.eval_log, run.train_log):
+        after, malformed = truncate_csv(path, step)
+        if malformed:
+            notice(f"{path.name}: dropped {malformed} malformed row(s) (a line cut short by the kill)")
+        if after:
+            notice(f"{path.name}: dropped {after} row(s) past the checkpoint's step {step}")
+    run.error_file.unlink(missing_ok=True)
+    notice(f"resuming from {loaded.source.name} at env step {step}")
+    return loaded.state
+
+
+def _start_over(job: JobSpec, run: RunDir) -> None:
+    run.clear()
+    run.write_config(job.resolved_config())
+    run.write_manifest(manifest(job.device, job.argv))
+
+
+def _record_success(run: RunDir, summary: dict[str, Any]) -> None:
+    _finish_manifest(run)
+    run.write_summary(summary)
+    run.mark_done()
+
+
+def _record_pruned(job: JobSpec, run: RunDir, detail: str) -> dict[str, Any]:
+    _finish_manifest(run)
+    summary = {**job.identity(), "status": Outcome.PRUNED, "detail": detail}
+    run.write_summary(summary)
+    run.mark_pruned(detail)
+    return summary
+
+
+def _record_failure(job: JobSpec, run: RunDir, error: BaseException) -> dict[str, Any]:
+    run.write_error("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    run.close_running_attempt(AttemptOutcome.FAILED)
+    _finish_manifest(run)
+    summary = {**job.identity(), "status": Outcome.FAILED, "error": f"{type(error).__name__}: {error}"}
+    run.write_summary(summary)
+    return summary
+
+
+def _finish_manifest(run: RunDir) -> None:
+    manifest_data = run.read_manifest()
+    manifest_data["end_time"] = now_iso()
+    run.write_manifest(manifest_data)
