@@ -48,7 +48,7 @@ from algorithms.consistency import (ConsistencyNet, KarrasSchedule, adjacent_noi
                                     sample)
 from algorithms.diffusion import best_of_n
 from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads,
-                             polyak_update)
+                             optimizer_step, polyak_update)
 
 BC_LOSSES = ("consistency", "reconstruction")
 EVAL_SELECTIONS = ("softmax", "greedy")
@@ -126,16 +126,12 @@ class CPQL(Agent):
         self.actor_optimizer = adam(self.actor.parameters(), c.actor_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
         self.num_updates = 0
-        self.eval_seed = int(np.random.SeedSequence(self.seed).spawn(3)[2].generate_state(1)[0])
 
     # Acting -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
         obs_tensor = self.as_obs_tensor(obs)
-        generator = self.generator
-        if deterministic:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(self.eval_seed)
+        generator = self.eval_generator() if deterministic else self.generator
         greedy = deterministic and self.config.eval_selection == "greedy"
         return self._select(obs_tensor, generator, greedy).cpu().numpy()
 
@@ -169,7 +165,7 @@ class CPQL(Agent):
             next_q = self.critic_target(batch.next_obs, next_actions).min(0).values
             target = c.reward_scale * batch.rewards + c.gamma * (1.0 - batch.terminated) * next_q
         return critic_regression_step(self.critic, self.critic_optimizer, batch.obs, batch.actions, target,
-                                      c.max_grad_norm or None)
+                                      c.max_grad_norm)
 
     def _update_actor(self, batch: Batch) -> dict[str, torch.Tensor]:
         c, schedule, generator = self.config, self.schedule, self.generator
@@ -196,10 +192,6 @@ class CPQL(Agent):
         with no_param_grads(self.critic):
             q_loss = -self.critic(obs, new_actions).min(0).values.mean()
         loss = c.bc_weight * bc + c.q_weight * q_loss
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if c.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm)
-        self.actor_optimizer.step()
+        optimizer_step(self.actor_optimizer, loss, c.max_grad_norm)
         return {"loss/actor": loss.detach(), "loss/bc": bc.detach(), "loss/recon": recon.detach(),
                 "loss/q": q_loss.detach()}

@@ -30,7 +30,6 @@ Deliberate differences from the released code:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +42,8 @@ from algorithms.distributional import (DistributionalCritic, distributional_loss
                                        running_std)
 from algorithms.gmm_entropy import gmm_entropy
 from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy,
-                             no_param_grads, polyak_update)
+                             no_param_grads, optimizer_step, polyak_update)
+from algorithms.temperature import Temperature
 
 CRITICS = ("distributional", "double_q")
 
@@ -121,16 +121,15 @@ class DACER(Agent):
             self.critic = self.critic.to(self.device)
         self.critic_target = frozen_copy(self.critic)
         self.schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(self.device)
-        self.log_alpha = torch.tensor(math.log(c.init_alpha), device=self.device, requires_grad=True)
-        self.target_entropy = -c.target_entropy_scale * act_dim
+        self.temperature = Temperature.from_config(c, act_dim, self.device)
+        self.log_alpha, self.alpha_optimizer = self.temperature.log_alpha, self.temperature.optimizer
+        self.target_entropy = self.temperature.target_entropy
         self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
         # Running mean of each critic's std (distributional critic); negative = not started yet.
         self.omega = torch.full((c.n_critics,), -1.0, device=self.device)
         self.entropy = torch.zeros((), device=self.device)  # the last GMM estimate, reported until the next one
         self.num_updates = 0
-        self.eval_seed = int(np.random.SeedSequence(self.seed).spawn(3)[2].generate_state(1)[0])
         zero = torch.zeros((), device=self.device)
         # Metrics of the delayed steps, reported again until their next run (replaced, never mutated).
         self.held_metrics = {name: zero for name in self.metric_names if name.startswith("loss/") and name != "loss/critic"}
@@ -141,28 +140,22 @@ class DACER(Agent):
         """``[B, |A|]`` noisy clipped actions of the policy; differentiable unless under no_grad (BPTT)."""
         c = self.config
         action = reverse_sample(self.policy, self.schedule, obs, 1, generator, c.init_noise_scale, visited).squeeze(1)
-        return self._explore(action, generator, alpha)
-
-    def _explore(self, action: torch.Tensor, generator: torch.Generator, alpha: torch.Tensor | float) -> torch.Tensor:
-        noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype)
-        return (action + (self.config.noise_scale * alpha) * noise).clamp(-1.0, 1.0)
+        return self.temperature.explore(action, alpha, generator)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
         obs_tensor = self.as_obs_tensor(obs)
         if deterministic:  # alpha -> 0: no added noise; the chain's own noise from a fixed seed
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(self.eval_seed)
-            action = self.sample(obs_tensor, generator, 0.0)
+            action = self.sample(obs_tensor, self.eval_generator(), 0.0)
         else:
-            action = self.sample(obs_tensor, self.generator, self.log_alpha.detach().exp())
+            action = self.sample(obs_tensor, self.generator, self.temperature.alpha())
         return action.cpu().numpy()
 
     # Learning -----------------------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         step = self.num_updates
-        alpha = self.log_alpha.detach().exp()
+        alpha = self.temperature.alpha()
         with torch.no_grad():
             next_actions = self.sample(batch.next_obs, self.generator, alpha)
         if step % c.alpha_update_every == 0:
@@ -193,9 +186,7 @@ class DACER(Agent):
 
     def _update_policy(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
         loss, extra = self.policy_loss(obs, alpha)
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.policy_optimizer.step()
+        optimizer_step(self.policy_optimizer, loss)
         return {"loss/actor": loss.detach(), **extra}
 
     def _update_critic(self, batch: Batch, next_actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -211,9 +202,7 @@ class DACER(Agent):
         dist = self.critic(batch.obs, batch.actions)
         self.omega = running_std(self.omega, dist.std, c.std_ema_rate)
         loss = distributional_loss(dist, target, self.omega)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_optimizer.step()
+        optimizer_step(self.critic_optimizer, loss)
         return loss.detach(), dist.mean.detach().mean(), dist.std.detach().mean()
 
     # Entropy regulator --------------------------------------------------------------------------------
@@ -227,13 +216,8 @@ class DACER(Agent):
         c = self.config
         obs = obs[:c.entropy_states]
         actions = reverse_sample(self.policy, self.schedule, obs, c.entropy_samples, self.generator, c.init_noise_scale)
-        actions = self._explore(actions, self.generator, alpha)
+        actions = self.temperature.explore(actions, alpha, self.generator)
         return torch.tensor(gmm_entropy(actions.cpu().numpy(), c.gmm_components), device=self.device)
 
     def _update_alpha(self, entropy: torch.Tensor) -> torch.Tensor:
-        # d loss / d log alpha = H_hat - Hbar: one Adam step lowers alpha while the policy is too random.
-        loss = self.log_alpha * (entropy - self.target_entropy)
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.alpha_optimizer.step()
-        return loss.detach()
+        return self.temperature.update(entropy)

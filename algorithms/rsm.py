@@ -36,7 +36,9 @@ import torch
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch
 from algorithms.diffusion import BETA_SCHEDULES, DiffusionSchedule, NoisePredictor, sample_best_of_n
-from algorithms.nets import ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy, polyak_update
+from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy, optimizer_step,
+                             polyak_update)
+from algorithms.temperature import Temperature
 
 
 @dataclass
@@ -145,14 +147,12 @@ class RSMAgent(Agent):
         self.policy_ema = frozen_copy(self.policy)
         self.critic_target = frozen_copy(self.critic)
         self.schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(self.device)
-        self.log_alpha = torch.tensor(math.log(c.init_alpha), device=self.device, requires_grad=True)
-        self.target_entropy = -c.target_entropy_scale * act_dim
+        self.temperature = Temperature.from_config(c, act_dim, self.device)
+        self.log_alpha, self.alpha_optimizer = self.temperature.log_alpha, self.temperature.optimizer
         self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
         self.num_updates = 0
         self.num_policy_updates = 0
-        self.eval_seed = int(np.random.SeedSequence(self.seed).spawn(3)[2].generate_state(1)[0])
         zero = torch.zeros((), device=self.device)
         # Metrics of the delayed steps, reported again until their next run (and saved, for exact resume).
         # Replaced, never mutated, so a dict handed out by state_dict() stays as it was.
@@ -173,12 +173,10 @@ class RSMAgent(Agent):
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
         obs_tensor = self.as_obs_tensor(obs)
         if deterministic:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(self.eval_seed)
-            action = self._best_of_n(self.policy_ema, obs_tensor, generator).best
+            action = self._best_of_n(self.policy_ema, obs_tensor, self.eval_generator()).best
         else:
             action = self._explore(self._best_of_n(self.policy_ema, obs_tensor, self.generator).best,
-                                   self.log_alpha.detach().exp())
+                                   self.temperature.alpha())
         return action.cpu().numpy()
 
     def _best_of_n(self, policy: NoisePredictor, obs: torch.Tensor, generator: torch.Generator):
@@ -186,8 +184,7 @@ class RSMAgent(Agent):
         return sample_best_of_n(policy, self.schedule, self.critic, obs, c.particles, generator, c.init_noise_scale)
 
     def _explore(self, action: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(action.shape, generator=self.generator, device=action.device, dtype=action.dtype)
-        return (action + (self.config.noise_scale * alpha) * noise).clamp_(-1.0, 1.0)
+        return self.temperature.explore(action, alpha, self.generator)
 
     @torch.no_grad()
     def _draw(self, obs: torch.Tensor, alpha: torch.Tensor) -> Draw:
@@ -198,7 +195,7 @@ class RSMAgent(Agent):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         self.num_updates += 1
-        alpha = self.log_alpha.detach().exp()
+        alpha = self.temperature.alpha()
         policy_due = self.num_updates % c.policy_delay == 0
         # Target actions at s' and (SDAC) proposals at s come from one reverse-chain pass of the online policy.
         proposal_obs = self.proposal_obs(batch) if policy_due else None
@@ -231,17 +228,9 @@ class RSMAgent(Agent):
         for group in self.policy_optimizer.param_groups:
             group["lr"] = lr
         loss, ess = self.policy_loss(batch, next_draw, proposal, alpha)
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.policy_optimizer.step()
+        optimizer_step(self.policy_optimizer, loss)
         self.num_policy_updates += 1
         return {"loss/actor": loss.detach(), "weights/ess": ess.detach()}
 
     def _update_alpha(self) -> torch.Tensor:
-        # d loss / d log alpha = H(alpha) - Hbar: alpha shrinks while the noise is more random than the target.
-        entropy = noise_entropy(self.log_alpha.detach(), self.config.noise_scale, self.act_dim)
-        loss = self.log_alpha * (entropy - self.target_entropy)
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.alpha_optimizer.step()
-        return loss.detach()
+        return self.temperature.update(noise_entropy(self.log_alpha.detach(), self.config.noise_scale, self.act_dim))

@@ -24,7 +24,8 @@ from torch import nn
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch, register
 from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, mlp, no_param_grads,
-                             polyak_update)
+                             optimizer_step, polyak_update)
+from algorithms.temperature import Temperature
 
 
 @dataclass
@@ -97,11 +98,10 @@ class SAC(Agent):
             self.actor = TanhGaussianPolicy(obs_dim, act_dim, c).to(self.device)
             self.critic = CriticEnsemble(obs_dim, act_dim, c.hidden, c.n_critics, c.activation).to(self.device)
         self.critic_target = frozen_copy(self.critic)
-        self.log_alpha = torch.tensor(math.log(c.init_alpha), device=self.device, requires_grad=True)
-        self.target_entropy = -c.target_entropy_scale * act_dim
+        self.temperature = Temperature.from_config(c, act_dim, self.device)
+        self.log_alpha, self.alpha_optimizer = self.temperature.log_alpha, self.temperature.optimizer
         self.actor_optimizer = adam(self.actor.parameters(), c.actor_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
         self.num_updates = 0
         zero = torch.zeros((), device=self.device)
         self._last_actor_metrics = {"loss/actor": zero, "loss/alpha": zero, "entropy": zero}
@@ -117,7 +117,7 @@ class SAC(Agent):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
-        alpha = self.log_alpha.detach().exp()
+        alpha = self.temperature.alpha()
         critic_loss, q_mean = self._update_critic(batch, alpha)
         self.num_updates += 1
         if self.num_updates % c.actor_update_every == 0:
@@ -140,13 +140,7 @@ class SAC(Agent):
         with no_param_grads(self.critic):
             q = self.critic(obs, actions).min(0).values
         actor_loss = (alpha * log_prob - q).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
-        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-        if self.config.autotune_alpha:
-            self.alpha_optimizer.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_optimizer.step()
-        return {"loss/actor": actor_loss.detach(), "loss/alpha": alpha_loss.detach(),
+        optimizer_step(self.actor_optimizer, actor_loss)
+        alpha_loss = self.temperature.update(-log_prob.detach(), learn=self.config.autotune_alpha)
+        return {"loss/actor": actor_loss.detach(), "loss/alpha": alpha_loss,
                 "entropy": -log_prob.detach().mean()}
