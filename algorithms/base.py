@@ -41,14 +41,15 @@ class Batch(NamedTuple):
 
 @dataclass
 class AgentConfig:
-    """Fields every algorithm has. Subclasses add their own and validate them in ``__post_init__``."""
+    """Fields every algorithm has. Subclasses add their own, each declared with its meaning and valid range
+    (``config.field``, ``fields.shared``): ``__post_init__`` checks them all; a subclass adds the checks that
+    relate two fields after calling it."""
 
-    batch_size: int = 256
-    gamma: float = 0.99
+    batch_size: int = cfg.field(256, "transitions per gradient update", cfg.at_least(1))
+    gamma: float = cfg.field(0.99, "discount factor", cfg.interval(0, 1, "[]"))
 
     def __post_init__(self) -> None:
-        cfg.check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        cfg.check(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
+        cfg.validate(self)
 
 
 class Agent(abc.ABC):

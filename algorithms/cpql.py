@@ -47,8 +47,9 @@ from algorithms.base import Agent, AgentConfig, Batch, register
 from algorithms.consistency import (ConsistencyNet, KarrasSchedule, adjacent_noise_levels, consistency_fn, refine,
                                     sample)
 from algorithms.diffusion import best_of_n
-from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads,
-                             optimizer_step, polyak_update)
+from algorithms.fields import shared
+from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads, optimizer_step,
+                             polyak_update)
 
 BC_LOSSES = ("consistency", "reconstruction")
 EVAL_SELECTIONS = ("softmax", "greedy")
@@ -59,44 +60,38 @@ class CPQLConfig(AgentConfig):
     """Defaults: the released code's online MuJoCo settings (main.py ``online_hyperparameters['mujoco']``,
     agents/ql_cm.py, agents/karras_diffusion.py, agents/model.py; spec table §6.1c)."""
 
-    hidden: tuple[int, ...] = (256, 256, 256)   # policy MLP and each critic, Mish
-    activation: str = "mish"
-    n_critics: int = 2
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    max_grad_norm: float = 2.0       # global-norm clip of actor and critic gradients; 0 = off
-    bc_weight: float = 0.05          # alpha in the paper
-    q_weight: float = 1.0            # eta in the paper
-    bc_loss: str = "consistency"     # the paper's loss; "reconstruction" = what the released code optimises
-    # Karras grid and EDM scalings (consistency.KarrasSchedule).
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    sigma_data: float = 0.5
-    rho: float = 7.0
-    num_scales: int = 40
-    sampling_steps: int = 1          # network evaluations per action (1 = one-step sampling)
-    candidates: int = 50             # actions sampled per state when acting
-    selection_temperature: float = 1.0
-    eval_selection: str = "softmax"  # how deterministic acting picks among the candidates: softmax or greedy
-    ema_decay: float = 0.995
-    ema_every: int = 5
-    ema_start: int = 1000
-    reward_scale: float = 1.0
+    hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
+    activation: str = shared("activation", "mish")
+    n_critics: int = shared("n_critics", 2)
+    actor_lr: float = shared("actor_lr", 3e-4)
+    critic_lr: float = shared("critic_lr", 3e-4)
+    max_grad_norm: float = cfg.field(2.0, "global-norm clip of actor and critic gradients; 0 turns it off",
+                                     cfg.non_negative)
+    bc_weight: float = cfg.field(0.05, "alpha in the paper: weight of the consistency (BC) loss", cfg.non_negative)
+    q_weight: float = cfg.field(1.0, "eta in the paper: weight of the -Q loss", cfg.non_negative)
+    bc_loss: str = cfg.field("consistency", "consistency (the paper's loss) or reconstruction (what the released code "
+                                            "optimises)", cfg.one_of(BC_LOSSES))
+    # Karras grid and EDM scalings (consistency.KarrasSchedule, which checks them).
+    sigma_min: float = cfg.field(0.002, "Karras/EDM noise grid: smallest sigma")
+    sigma_max: float = cfg.field(80.0, "largest sigma (the start of sampling)")
+    sigma_data: float = cfg.field(0.5, "EDM data std in the consistency-function scalings")
+    rho: float = cfg.field(7.0, "Karras grid exponent")
+    num_scales: int = cfg.field(40, "N, noise levels of the grid")
+    sampling_steps: int = cfg.field(1, "network evaluations per action (1 = one-step sampling)", cfg.at_least(1))
+    candidates: int = cfg.field(50, "actions sampled per state when acting; one is drawn from softmax(min-Q / "
+                                    "temperature)", cfg.at_least(1))
+    selection_temperature: float = cfg.field(1.0, "temperature of that softmax", cfg.positive)
+    eval_selection: str = cfg.field("softmax", "deterministic acting: softmax (seeded draw) or greedy (argmax)",
+                                    cfg.one_of(EVAL_SELECTIONS))
+    ema_decay: float = cfg.field(0.995, "decay of the EMA copies of the policy and the critics",
+                                 cfg.interval(0, 1, "[)"))
+    ema_every: int = cfg.field(5, "EMA update every this many updates", cfg.at_least(1))
+    ema_start: int = cfg.field(1000, "first update with an EMA step (targets stay at their initial weights before)",
+                               cfg.non_negative)
+    reward_scale: float = shared("reward_scale", 1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("actor_lr", "critic_lr", "selection_temperature", "reward_scale"):
-            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("max_grad_norm", "bc_weight", "q_weight", "ema_start"):
-            cfg.check(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
-        for key in ("n_critics", "sampling_steps", "candidates", "ema_every"):
-            cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
-        cfg.check(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        cfg.check(self.bc_loss in BC_LOSSES, f"bc_loss must be one of {list(BC_LOSSES)}, got {self.bc_loss!r}")
-        cfg.check(self.eval_selection in EVAL_SELECTIONS,
-                  f"eval_selection must be one of {list(EVAL_SELECTIONS)}, got {self.eval_selection!r}")
-        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
-        cfg.check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         self.schedule()  # validates the noise levels
 
     def schedule(self) -> KarrasSchedule:

@@ -37,12 +37,13 @@ import torch
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch, register
-from algorithms.diffusion import BETA_SCHEDULES, DiffusionSchedule, NoisePredictor, reverse_sample
+from algorithms.diffusion import DiffusionSchedule, NoisePredictor, reverse_sample
 from algorithms.distributional import (DistributionalCritic, distributional_loss, distributional_target,
                                        running_std)
+from algorithms.fields import shared
 from algorithms.gmm_entropy import gmm_entropy
-from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy,
-                             no_param_grads, optimizer_step, polyak_update)
+from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads, optimizer_step,
+                             polyak_update)
 from algorithms.temperature import Temperature
 
 CRITICS = ("distributional", "double_q")
@@ -54,49 +55,40 @@ class DACERConfig(AgentConfig):
     ``relax/network/dacer.py``; spec table §4c)."""
 
     # Networks: noise predictor concat(s, a_k, temb16) -> hidden -> |A|; each critic concat(s, a) -> hidden -> out.
-    hidden: tuple[int, ...] = (256, 256, 256)
-    activation: str = "mish"
-    critic: str = "distributional"
-    n_critics: int = 2
+    hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
+    activation: str = shared("activation", "mish")
+    critic: str = cfg.field("distributional", "distributional (DSAC-T mean and std, the released code) or double_q "
+                                              "(the paper's eq. 11)", cfg.one_of(CRITICS))
+    n_critics: int = shared("n_critics", 2)
     # Diffusion (§4b): VP schedule with b_min = 0.1, b_max = 10, a_T ~ N(0, I).
-    diffusion_steps: int = 20
-    beta_schedule: str = "vp"
-    beta_schedule_scale: float = 1.0
-    init_noise_scale: float = 1.0
-    policy_lr: float = 1e-4
-    critic_lr: float = 1e-4
-    policy_delay: int = 2
-    target_update_every: int = 2
-    tau: float = 0.005
-    std_ema_rate: float = 0.005  # omega of the distributional critic; the released code reuses tau
-    reward_scale: float = 0.2
+    diffusion_steps: int = shared("diffusion_steps", 20)
+    beta_schedule: str = shared("beta_schedule", "vp")
+    beta_schedule_scale: float = shared("beta_schedule_scale", 1.0)
+    init_noise_scale: float = shared("init_noise_scale", 1.0)
+    policy_lr: float = shared("policy_lr", 1e-4, "Adam learning rate of the policy (the chain, trained by "
+                                                 "backpropagation through it)")
+    critic_lr: float = shared("critic_lr", 1e-4)
+    policy_delay: int = shared("policy_delay", 2)
+    target_update_every: int = shared("target_update_every", 2)
+    tau: float = shared("tau", 0.005)
+    # omega of the distributional critic; the released code reuses tau.
+    std_ema_rate: float = cfg.field(0.005, "running-std rate of the distributional critic", cfg.interval(0, 1))
+    reward_scale: float = shared("reward_scale", 0.2)
     # Entropy regulator: noise std = noise_scale * alpha.
-    noise_scale: float = 0.1
-    init_alpha: float = 3.0
-    alpha_lr: float = 0.03
-    alpha_update_every: int = 10_000
-    target_entropy_scale: float = 0.9
-    entropy_states: int = 256
-    entropy_samples: int = 200
-    gmm_components: int = 3
+    noise_scale: float = shared("noise_scale", 0.1, check=cfg.non_negative)
+    init_alpha: float = shared("init_alpha", 3.0, "initial alpha (sets only the exploration noise)")
+    alpha_lr: float = shared("alpha_lr", 0.03)
+    alpha_update_every: int = shared("alpha_update_every", 10_000, "GMM entropy estimate and one Adam step on log "
+                                                                   "alpha every this many updates")
+    target_entropy_scale: float = shared("target_entropy_scale", 0.9)
+    entropy_states: int = cfg.field(256, "states per entropy estimate", cfg.at_least(1))
+    entropy_samples: int = cfg.field(200, "actions sampled per state for the GMM fit")
+    gmm_components: int = cfg.field(3, "components of the GMM whose entropy estimates the policy's", cfg.at_least(1))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("policy_lr", "critic_lr", "alpha_lr", "init_alpha", "reward_scale", "beta_schedule_scale",
-                    "init_noise_scale"):
-            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("diffusion_steps", "n_critics", "policy_delay", "target_update_every", "alpha_update_every",
-                    "entropy_states", "gmm_components"):
-            cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
         cfg.check(self.entropy_samples >= self.gmm_components,
                   f"entropy_samples must be >= gmm_components ({self.gmm_components}), got {self.entropy_samples}")
-        cfg.check(self.noise_scale >= 0, f"noise_scale must be >= 0, got {self.noise_scale}")
-        cfg.check(0 < self.tau <= 1 and 0 < self.std_ema_rate <= 1, "tau and std_ema_rate must be in (0, 1]")
-        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
-        cfg.check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        cfg.check(self.critic in CRITICS, f"critic must be one of {list(CRITICS)}, got {self.critic!r}")
-        cfg.check(self.beta_schedule in BETA_SCHEDULES,
-                  f"beta_schedule must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
 
 
 @register

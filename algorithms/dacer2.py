@@ -58,21 +58,14 @@ QGRAD_DIRECTIONS = ("ascent", "descent")
 
 @dataclass
 class DACER2Config(DACERConfig):
-    diffusion_steps: int = 5
-    qgrad_weight: float = 1.0         # eta
-    qgrad_target: str = "score"
-    qgrad_direction: str = "ascent"
-    qgrad_slope: float = 0.4          # w(k) = exp(slope * (k + 1) / T + offset)
-    qgrad_offset: float = -1.8
-    qgrad_normalize: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        cfg.check(self.qgrad_weight >= 0, f"qgrad_weight must be >= 0, got {self.qgrad_weight}")
-        cfg.check(self.qgrad_target in QGRAD_TARGETS,
-                  f"qgrad_target must be one of {list(QGRAD_TARGETS)}, got {self.qgrad_target!r}")
-        cfg.check(self.qgrad_direction in QGRAD_DIRECTIONS,
-                  f"qgrad_direction must be one of {list(QGRAD_DIRECTIONS)}, got {self.qgrad_direction!r}")
+    diffusion_steps: int = cfg.redefault(DACERConfig, "diffusion_steps", 5)
+    qgrad_weight: float = cfg.field(1.0, "eta, weight of the Q-gradient-field loss", cfg.non_negative)
+    qgrad_target: str = cfg.field("score", "score (regress the implied score) or eps (regress the noise prediction)",
+                                  cfg.one_of(QGRAD_TARGETS))
+    qgrad_direction: str = cfg.field("ascent", "ascent (target along +grad Q) or descent", cfg.one_of(QGRAD_DIRECTIONS))
+    qgrad_slope: float = cfg.field(0.4, "w(k) = exp(slope (k + 1) / T + offset): slope")
+    qgrad_offset: float = cfg.field(-1.8, "w(k): offset")
+    qgrad_normalize: bool = cfg.field(True, "divide grad Q by its norm")
 
 
 def temporal_weight(k: torch.Tensor, steps: int, slope: float, offset: float) -> torch.Tensor:

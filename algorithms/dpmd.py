@@ -38,12 +38,11 @@ from algorithms.rsm import Draw, RSMAgent, RSMConfig, effective_sample_fraction,
 
 @dataclass
 class DPMDConfig(RSMConfig):
-    q_weight_scale: float = 1.0   # weights softmax(Q / alpha), i.e. lambda = alpha
-    old_policy_samples: int = 16  # G samples of pi_old per state (released code: 1, unnormalised weights)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        cfg.check(self.old_policy_samples >= 1, f"old_policy_samples must be >= 1, got {self.old_policy_samples}")
+    q_weight_scale: float = cfg.field(1.0, "lambda = alpha / q_weight_scale in the weights exp(Q / lambda)",
+                                      cfg.positive)  # lambda = alpha
+    # Released code: 1, with unnormalised weights.
+    old_policy_samples: int = cfg.field(16, "G, samples of the old policy per state for the self-normalised weights",
+                                        cfg.at_least(1))
 
 
 @register

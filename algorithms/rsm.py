@@ -35,9 +35,9 @@ import torch
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch
-from algorithms.diffusion import BETA_SCHEDULES, DiffusionSchedule, NoisePredictor, sample_best_of_n
-from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy, optimizer_step,
-                             polyak_update)
+from algorithms.diffusion import DiffusionSchedule, NoisePredictor, sample_best_of_n
+from algorithms.fields import shared
+from algorithms.nets import CriticEnsemble, adam, critic_regression_step, frozen_copy, optimizer_step, polyak_update
 from algorithms.temperature import Temperature
 
 
@@ -46,50 +46,43 @@ class RSMConfig(AgentConfig):
     """Defaults: the released SDAC/DPMD code (``scripts/train_mujoco.py`` argparse, spec table §2.6)."""
 
     # Networks: noise predictor concat(s, a_k, temb16) -> hidden -> |A| and each critic concat(s, a) -> hidden -> 1.
-    hidden: tuple[int, ...] = (256, 256, 256)
-    activation: str = "mish"
-    n_critics: int = 2
+    hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
+    activation: str = shared("activation", "mish")
+    n_critics: int = shared("n_critics", 2)
     # Diffusion (§2.2): T steps, betas = scale * linspace(1e-4, 0.999, T), a_T ~ init_noise_scale * N(0, I).
-    diffusion_steps: int = 20
-    beta_schedule: str = "linear"
-    beta_schedule_scale: float = 0.8
-    init_noise_scale: float = 0.5
-    particles: int = 32  # best-of-N for acting, critic targets and proposals
+    diffusion_steps: int = shared("diffusion_steps", 20)
+    beta_schedule: str = shared("beta_schedule", "linear")
+    beta_schedule_scale: float = shared("beta_schedule_scale", 0.8)
+    init_noise_scale: float = shared("init_noise_scale", 0.5)
+    particles: int = cfg.field(32, "best-of-N: reverse-chain samples per state, the one with the highest min-Q is "
+                                   "taken (acting, critic targets, proposals)", cfg.at_least(1))
     # Optimisation. Policy lr decays linearly from policy_lr to policy_lr_end between these policy-update counts.
-    critic_lr: float = 3e-4
-    policy_lr: float = 3e-4
-    policy_lr_end: float = 3e-5
-    policy_lr_decay_begin: int = 25_000
-    policy_lr_decay_end: int = 75_000
-    policy_delay: int = 2
-    target_update_every: int = 2
-    tau: float = 0.005      # critic targets
-    ema_tau: float = 0.005  # EMA policy that acts and is evaluated
-    reward_scale: float = 0.2
+    critic_lr: float = shared("critic_lr", 3e-4, "Adam learning rate of the twin critics")
+    policy_lr: float = shared("policy_lr", 3e-4)
+    policy_lr_end: float = cfg.field(3e-5, "policy learning rate at the end of its linear decay", cfg.positive)
+    policy_lr_decay_begin: int = cfg.field(25_000, "policy update count where the decay starts", cfg.non_negative)
+    policy_lr_decay_end: int = cfg.field(75_000, "policy update count where the decay ends")
+    policy_delay: int = shared("policy_delay", 2)
+    target_update_every: int = shared("target_update_every", 2)
+    tau: float = shared("tau", 0.005)
+    ema_tau: float = cfg.field(0.005, "Polyak rate of the EMA policy that acts and is evaluated", cfg.interval(0, 1))
+    reward_scale: float = shared("reward_scale", 0.2)
     # alpha (§2.5): log alpha starts at ln 5; noise std = noise_scale * alpha; lambda = alpha / q_weight_scale.
-    init_alpha: float = 5.0
-    noise_scale: float = 0.1
-    alpha_lr: float = 7e-3
-    alpha_update_every: int = 250
-    target_entropy_scale: float = 0.9
-    q_weight_scale: float = 1.0
+    init_alpha: float = shared("init_alpha", 5.0, "initial alpha (sets the exploration noise and lambda; not a SAC "
+                                                  "temperature)")
+    noise_scale: float = shared("noise_scale", 0.1, check=cfg.Range(lambda v: v > 0,
+                                                                    "> 0 (alpha is tuned on its entropy)"))
+    alpha_lr: float = shared("alpha_lr", 7e-3)
+    alpha_update_every: int = shared("alpha_update_every", 250)
+    target_entropy_scale: float = shared("target_entropy_scale", 0.9)
+    q_weight_scale: float = cfg.field(1.0, "lambda = alpha / q_weight_scale in the weights softmax(Q / lambda)",
+                                      cfg.positive)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("critic_lr", "policy_lr", "policy_lr_end", "alpha_lr", "init_alpha", "reward_scale",
-                    "beta_schedule_scale", "init_noise_scale", "q_weight_scale"):
-            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("diffusion_steps", "particles", "n_critics", "policy_delay", "target_update_every",
-                    "alpha_update_every"):
-            cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
-        cfg.check(self.noise_scale > 0, f"noise_scale must be > 0 (alpha is tuned on its entropy), got {self.noise_scale}")
-        cfg.check(0 < self.tau <= 1 and 0 < self.ema_tau <= 1, "tau and ema_tau must be in (0, 1]")
-        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
-        cfg.check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        cfg.check(self.beta_schedule in BETA_SCHEDULES,
-                  f"beta_schedule must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
-        cfg.check(0 <= self.policy_lr_decay_begin <= self.policy_lr_decay_end,
-                  "need 0 <= policy_lr_decay_begin <= policy_lr_decay_end")
+        cfg.check(self.policy_lr_decay_begin <= self.policy_lr_decay_end,
+                  f"need policy_lr_decay_begin <= policy_lr_decay_end, got {self.policy_lr_decay_begin} > "
+                  f"{self.policy_lr_decay_end}")
 
 
 class Draw(NamedTuple):

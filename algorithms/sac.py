@@ -23,6 +23,7 @@ from torch import nn
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch, register
+from algorithms.fields import shared
 from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, mlp, no_param_grads,
                              optimizer_step, polyak_update)
 from algorithms.temperature import Temperature
@@ -30,32 +31,28 @@ from algorithms.temperature import Temperature
 
 @dataclass
 class SACConfig(AgentConfig):
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    tau: float = 0.005
-    hidden: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    n_critics: int = 2
-    init_alpha: float = 1.0
-    autotune_alpha: bool = True
-    target_entropy_scale: float = 1.0
-    log_std_min: float = -20.0
-    log_std_max: float = 2.0
-    tanh_log_prob_correction: bool = True
-    reward_scale: float = 1.0
-    actor_update_every: int = 1
-    target_update_every: int = 1
+    actor_lr: float = shared("actor_lr", 3e-4)
+    critic_lr: float = shared("critic_lr", 3e-4)
+    alpha_lr: float = shared("alpha_lr", 3e-4, "Adam learning rate of log alpha (the temperature)")
+    tau: float = shared("tau", 0.005)
+    hidden: tuple[int, ...] = shared("hidden", (256, 256))
+    activation: str = shared("activation", "relu")
+    n_critics: int = shared("n_critics", 2)
+    init_alpha: float = shared("init_alpha", 1.0, "initial temperature alpha")
+    autotune_alpha: bool = cfg.field(True, "learn alpha towards the target entropy; false keeps init_alpha fixed")
+    target_entropy_scale: float = shared("target_entropy_scale", 1.0)
+    log_std_min: float = cfg.field(-20.0, "lower clamp of the policy's log std")
+    log_std_max: float = cfg.field(2.0, "upper clamp of the policy's log std")
+    tanh_log_prob_correction: bool = cfg.field(True, "subtract sum log(1 - tanh(u)^2) from the Gaussian log-prob "
+                                                     "(the SDAC code's SAC baseline omits it)")
+    reward_scale: float = shared("reward_scale", 1.0)
+    actor_update_every: int = cfg.field(1, "the actor and alpha are updated every this many updates", cfg.at_least(1))
+    target_update_every: int = shared("target_update_every", 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "reward_scale"):
-            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
-        cfg.check(0 < self.tau <= 1, f"tau must be in (0, 1], got {self.tau}")
-        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
-        cfg.check(self.n_critics >= 1, f"n_critics must be >= 1, got {self.n_critics}")
-        cfg.check(self.log_std_min < self.log_std_max, "log_std_min must be below log_std_max")
-        cfg.check(self.actor_update_every >= 1 and self.target_update_every >= 1, "update periods must be >= 1")
+        cfg.check(self.log_std_min < self.log_std_max,
+                  f"log_std_min must be below log_std_max, got {self.log_std_min} >= {self.log_std_max}")
 
 
 class TanhGaussianPolicy(nn.Module):

@@ -37,12 +37,10 @@ from algorithms.rsm import Draw, RSMAgent, RSMConfig, effective_sample_fraction,
 
 @dataclass
 class SDACConfig(RSMConfig):
-    reverse_samples: int = 64     # K, hard-coded "reverse_mc_num" in the released sdac.py
-    q_weight_scale: float = 5.0   # weights softmax(Q * 5 / alpha), i.e. lambda = alpha / 5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        cfg.check(self.reverse_samples >= 1, f"reverse_samples must be >= 1, got {self.reverse_samples}")
+    # K, hard-coded "reverse_mc_num" in the released sdac.py.
+    reverse_samples: int = cfg.field(64, "K, reverse-chain samples per state that the score-matching loss is "
+                                         "weighted over", cfg.at_least(1))
+    q_weight_scale: float = cfg.redefault(RSMConfig, "q_weight_scale", 5.0)  # lambda = alpha / 5
 
 
 @register
