@@ -1,5 +1,5 @@
 """CPQL: Consistency Policy Q-Learning (Chen, Li, Zhao, "Boosting Continuous Control with Consistency Policy",
-arXiv 2310.06343, AAMAS 2024; shared spec §6.1).
+arXiv 2310.06343, AAMAS 2024; docs/algorithms.md, "CPQL").
 
 Policy: a consistency function f_theta(x, sigma, s) in the Karras/EDM parameterisation (algorithms/consistency.py)
 that maps noise x_T ~ N(0, sigma_max^2 I) to an action in one network evaluation (or ``sampling_steps``
@@ -58,7 +58,7 @@ EVAL_SELECTIONS = ("softmax", "greedy")
 @dataclass
 class CPQLConfig(AgentConfig):
     """Defaults: the released code's online MuJoCo settings (main.py ``online_hyperparameters['mujoco']``,
-    agents/ql_cm.py, agents/karras_diffusion.py, agents/model.py; spec table §6.1c)."""
+    agents/ql_cm.py, agents/karras_diffusion.py, agents/model.py of github cccedric/cpql)."""
 
     hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
     activation: str = shared("activation", "mish")

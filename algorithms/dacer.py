@@ -1,8 +1,10 @@
-"""DACER: Diffusion Actor-Critic with Entropy Regulator (Wang et al., NeurIPS 2024, arXiv 2405.15177; spec §4).
+"""DACER: Diffusion Actor-Critic with Entropy Regulator (Wang et al., NeurIPS 2024, arXiv 2405.15177;
+docs/algorithms.md, "DACER").
 
 The policy *is* the reverse diffusion chain: a_0 = chain(s, a_T ~ N(0, I)) with T = 20 steps of the x0-clipped DDPM
 sampler (VP schedule, diffusion.py), then exploration noise, a = clip(a_0 + noise_scale * alpha * xi, -1, 1).
-Per update, with the released code's defaults (DACER-code ``relax/algorithm/dacer.py``, spec table §4c):
+Per update, with the released code's defaults (DACER code ``relax/algorithm/dacer.py``, github
+happy-yan/DACER-Diffusion-with-Online-RL):
 
 1. Target action a' at s' from the current policy, noise included (there is no target policy).
 2. Every ``alpha_update_every`` updates (first at update 0): the entropy regulator. Draw ``entropy_samples``
@@ -52,7 +54,7 @@ CRITICS = ("distributional", "double_q")
 @dataclass
 class DACERConfig(AgentConfig):
     """Defaults: the released DACER code (``scripts/train_mujoco.py``, ``relax/algorithm/dacer.py``,
-    ``relax/network/dacer.py``; spec table §4c)."""
+    ``relax/network/dacer.py``)."""
 
     # Networks: noise predictor concat(s, a_k, temb16) -> hidden -> |A|; each critic concat(s, a) -> hidden -> out.
     hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
@@ -60,7 +62,7 @@ class DACERConfig(AgentConfig):
     critic: str = cfg.field("distributional", "distributional (DSAC-T mean and std, the released code) or double_q "
                                               "(the paper's eq. 11)", cfg.one_of(CRITICS))
     n_critics: int = shared("n_critics", 2)
-    # Diffusion (§4b): VP schedule with b_min = 0.1, b_max = 10, a_T ~ N(0, I).
+    # Diffusion (docs/algorithms.md, "Shared machinery"): VP schedule with b_min = 0.1, b_max = 10, a_T ~ N(0, I).
     diffusion_steps: int = shared("diffusion_steps", 20)
     beta_schedule: str = shared("beta_schedule", "vp")
     beta_schedule_scale: float = shared("beta_schedule_scale", 1.0)

@@ -1,7 +1,8 @@
 """What SDAC and DPMD share: the Reweighted-Score-Matching actor-critic of Ma et al. (ICML 2025, arXiv 2502.00361).
 
 The two algorithms differ only in which (noisy action, noise) pairs the policy regresses on and how they are
-weighted (``policy_loss``, in sdac.py and dpmd.py). Everything else, as in the released code (spec §2.2-2.6):
+weighted (``policy_loss``, in sdac.py and dpmd.py). Everything else, as in the released code (docs/algorithms.md,
+"SDAC"):
 
 - Policy: a DDPM noise predictor (diffusion.py); an action is the best of ``particles`` reverse-chain samples by
   the online critics' min-Q. Data collection and evaluation use an EMA copy of the policy ("target policy"),
@@ -43,13 +44,14 @@ from algorithms.temperature import Temperature
 
 @dataclass
 class RSMConfig(AgentConfig):
-    """Defaults: the released SDAC/DPMD code (``scripts/train_mujoco.py`` argparse, spec table §2.6)."""
+    """Defaults: the released SDAC/DPMD code (``scripts/train_mujoco.py`` argparse; docs/algorithms.md, SDAC)."""
 
     # Networks: noise predictor concat(s, a_k, temb16) -> hidden -> |A| and each critic concat(s, a) -> hidden -> 1.
     hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
     activation: str = shared("activation", "mish")
     n_critics: int = shared("n_critics", 2)
-    # Diffusion (§2.2): T steps, betas = scale * linspace(1e-4, 0.999, T), a_T ~ init_noise_scale * N(0, I).
+    # Diffusion (relax/network/diffv2.py): T steps, betas = scale * linspace(1e-4, 0.999, T),
+    # a_T ~ init_noise_scale * N(0, I).
     diffusion_steps: int = shared("diffusion_steps", 20)
     beta_schedule: str = shared("beta_schedule", "linear")
     beta_schedule_scale: float = shared("beta_schedule_scale", 0.8)
@@ -67,7 +69,8 @@ class RSMConfig(AgentConfig):
     tau: float = shared("tau", 0.005)
     ema_tau: float = cfg.field(0.005, "Polyak rate of the EMA policy that acts and is evaluated", cfg.interval(0, 1))
     reward_scale: float = shared("reward_scale", 0.2)
-    # alpha (§2.5): log alpha starts at ln 5; noise std = noise_scale * alpha; lambda = alpha / q_weight_scale.
+    # alpha (docs/algorithms.md, SDAC, "α is not a temperature"): log alpha starts at ln 5;
+    # noise std = noise_scale * alpha; lambda = alpha / q_weight_scale.
     init_alpha: float = shared("init_alpha", 5.0, "initial alpha (sets the exploration noise and lambda; not a SAC "
                                                   "temperature)")
     noise_scale: float = shared("noise_scale", 0.1, check=cfg.Range(lambda v: v > 0,
@@ -108,7 +111,7 @@ def effective_sample_fraction(weights: torch.Tensor) -> torch.Tensor:
 
 
 def noise_entropy(log_alpha: torch.Tensor, noise_scale: float, act_dim: int) -> torch.Tensor:
-    """Entropy of N(0, (noise_scale * alpha)^2 I) in |A| dims: the released code's entropy proxy (§2.5)."""
+    """Entropy of N(0, (noise_scale * alpha)^2 I) in |A| dims: the released code's entropy proxy."""
     return act_dim * (0.5 * math.log(2 * math.pi * math.e) + math.log(noise_scale) + log_alpha)
 
 
@@ -196,7 +199,7 @@ class RSMAgent(Agent):
             next_draw, proposal = self._draw(batch.next_obs, alpha), None
         else:
             next_draw, proposal = self._draw(torch.cat([batch.next_obs, proposal_obs]), alpha).split(len(batch.next_obs))
-        if policy_due:  # before the critic step: the weights use this step's pre-update critics (§2.3)
+        if policy_due:  # before the critic step: the weights use this step's pre-update critics, as released
             self.held_metrics = {**self.held_metrics, **self._update_policy(batch, next_draw, proposal, alpha)}
         critic_loss, q_mean = self._update_critic(batch, next_draw.action)
         if self.num_updates % c.target_update_every == 0:
