@@ -41,14 +41,15 @@ class Batch(NamedTuple):
 
 @dataclass
 class AgentConfig:
-    """Fields every algorithm has. Subclasses add their own and validate them in ``__post_init__``."""
+    """Fields every algorithm has. Subclasses add their own, each declared with its meaning and valid range
+    (``config.field``, ``fields.shared``): ``__post_init__`` checks them all; a subclass adds the checks that
+    relate two fields after calling it."""
 
-    batch_size: int = 256
-    gamma: float = 0.99
+    batch_size: int = cfg.field(256, "transitions per gradient update", cfg.at_least(1))
+    gamma: float = cfg.field(0.99, "discount factor", cfg.interval(0, 1, "[]"))
 
     def __post_init__(self) -> None:
-        cfg.check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        cfg.check(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
+        cfg.validate(self)
 
 
 class Agent(abc.ABC):
@@ -80,12 +81,12 @@ class Agent(abc.ABC):
         self.config = config
         self.device = torch.device(device)
         self.seed = int(seed)
-        # Separate streams for weight init and for sampling, so the two never replay the same bits.
-        self._init_seed, sample_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(self.seed).spawn(2))
+        # Separate streams for weight init, sampling and evaluation, so no two replay the same bits.
+        self._init_seed = derive_seed(self.seed, INIT_STREAM)
+        self.eval_seed = derive_seed(self.seed, EVAL_STREAM)
         # A private generator keeps action sampling reproducible and restorable without touching the
         # global torch RNG that user code may rely on.
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(sample_seed)
+        self.generator = seeded_generator(derive_seed(self.seed, SAMPLE_STREAM), self.device)
 
     @abc.abstractmethod
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
@@ -125,6 +126,26 @@ class Agent(abc.ABC):
     def seeded_init(self):
         """Context in which network construction draws from this agent's seed only."""
         return _SeededInit(self._init_seed)
+
+    def eval_generator(self) -> torch.Generator:
+        """A generator re-seeded with ``eval_seed`` at every call: deterministic acting that still needs noise (a
+        sampling chain) becomes a pure function of the weights and the observations."""
+        return seeded_generator(self.eval_seed, self.device)
+
+
+# Sub-seeds of an agent's seed: one numpy SeedSequence child per use, so adding a stream never shifts another.
+INIT_STREAM, SAMPLE_STREAM, EVAL_STREAM = 0, 1, 2
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """The 32-bit seed of child ``stream`` of ``np.random.SeedSequence(seed)``."""
+    return int(np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1)[0])
+
+
+def seeded_generator(seed: int, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
 
 
 class _SeededInit:

@@ -12,7 +12,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -170,6 +170,62 @@ def check(condition: bool, message: str) -> None:
     """Used in ``__post_init__`` to reject out-of-range values with a readable message."""
     if not condition:
         raise ValueError(message)
+
+
+# Declared fields: each carries its meaning (the table of docs/configuration.md) and its valid range --------------
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a field accepts: ``accepts(value)``, described as ``expected`` in the error message."""
+
+    accepts: Callable[[Any], bool]
+    expected: str
+
+    def __call__(self, name: str, value: Any) -> None:
+        check(self.accepts(value), f"{name} must be {self.expected}, got {value!r}")
+
+
+positive = Range(lambda v: v > 0, "> 0")
+non_negative = Range(lambda v: v >= 0, ">= 0")
+positive_widths = Range(lambda v: len(v) >= 1 and min(v) >= 1, "positive widths")
+
+
+def at_least(low: int) -> Range:
+    return Range(lambda v: v >= low, f">= {low}")
+
+
+def interval(low: float, high: float, closed: str = "(]") -> Range:
+    """Values between ``low`` and ``high``; ``closed`` says which ends are included, in interval notation."""
+    above = (lambda v: v >= low) if closed[0] == "[" else (lambda v: v > low)
+    below = (lambda v: v <= high) if closed[1] == "]" else (lambda v: v < high)
+    return Range(lambda v: above(v) and below(v), f"in {closed[0]}{low:g}, {high:g}{closed[1]}")
+
+
+def one_of(choices: Iterable[str]) -> Range:
+    choices = list(choices)
+    return Range(lambda v: v in choices, f"one of {choices}")
+
+
+def field(default: Any, help: str, check: Range | None = None) -> Any:
+    """A dataclass field with its meaning and, if given, its valid range (checked by :func:`validate`)."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+def redefault(cls: type, name: str, default: Any) -> Any:
+    """Field ``name`` of dataclass ``cls`` with another default: for a subclass that changes only the default."""
+    inherited = {f.name: f for f in dataclasses.fields(cls)}[name]
+    return dataclasses.field(default=default, metadata=inherited.metadata)
+
+
+def meaning(cls: type, name: str) -> str | None:
+    """The help text of field ``name`` of ``cls`` (None where the field was declared without one)."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("help")
+
+
+def validate(config: Any) -> None:
+    """Check every declared field of ``config`` against its range; ValueError names the field, value and range."""
+    for f in dataclasses.fields(config):
+        if f.metadata.get("check") is not None:
+            f.metadata["check"](f.name, getattr(config, f.name))
 
 
 def _where(where: str) -> str:

@@ -1,5 +1,5 @@
 """CPQL: Consistency Policy Q-Learning (Chen, Li, Zhao, "Boosting Continuous Control with Consistency Policy",
-arXiv 2310.06343, AAMAS 2024; shared spec §6.1).
+arXiv 2310.06343, AAMAS 2024; docs/algorithms.md, "CPQL").
 
 Policy: a consistency function f_theta(x, sigma, s) in the Karras/EDM parameterisation (algorithms/consistency.py)
 that maps noise x_T ~ N(0, sigma_max^2 I) to an action in one network evaluation (or ``sampling_steps``
@@ -47,7 +47,8 @@ from algorithms.base import Agent, AgentConfig, Batch, register
 from algorithms.consistency import (ConsistencyNet, KarrasSchedule, adjacent_noise_levels, consistency_fn, refine,
                                     sample)
 from algorithms.diffusion import best_of_n
-from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads,
+from algorithms.fields import shared
+from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads, optimizer_step,
                              polyak_update)
 
 BC_LOSSES = ("consistency", "reconstruction")
@@ -57,46 +58,40 @@ EVAL_SELECTIONS = ("softmax", "greedy")
 @dataclass
 class CPQLConfig(AgentConfig):
     """Defaults: the released code's online MuJoCo settings (main.py ``online_hyperparameters['mujoco']``,
-    agents/ql_cm.py, agents/karras_diffusion.py, agents/model.py; spec table §6.1c)."""
+    agents/ql_cm.py, agents/karras_diffusion.py, agents/model.py of github cccedric/cpql)."""
 
-    hidden: tuple[int, ...] = (256, 256, 256)   # policy MLP and each critic, Mish
-    activation: str = "mish"
-    n_critics: int = 2
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    max_grad_norm: float = 2.0       # global-norm clip of actor and critic gradients; 0 = off
-    bc_weight: float = 0.05          # alpha in the paper
-    q_weight: float = 1.0            # eta in the paper
-    bc_loss: str = "consistency"     # the paper's loss; "reconstruction" = what the released code optimises
-    # Karras grid and EDM scalings (consistency.KarrasSchedule).
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    sigma_data: float = 0.5
-    rho: float = 7.0
-    num_scales: int = 40
-    sampling_steps: int = 1          # network evaluations per action (1 = one-step sampling)
-    candidates: int = 50             # actions sampled per state when acting
-    selection_temperature: float = 1.0
-    eval_selection: str = "softmax"  # how deterministic acting picks among the candidates: softmax or greedy
-    ema_decay: float = 0.995
-    ema_every: int = 5
-    ema_start: int = 1000
-    reward_scale: float = 1.0
+    hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
+    activation: str = shared("activation", "mish")
+    n_critics: int = shared("n_critics", 2)
+    actor_lr: float = shared("actor_lr", 3e-4)
+    critic_lr: float = shared("critic_lr", 3e-4)
+    max_grad_norm: float = cfg.field(2.0, "global-norm clip of actor and critic gradients; 0 turns it off",
+                                     cfg.non_negative)
+    bc_weight: float = cfg.field(0.05, "alpha in the paper: weight of the consistency (BC) loss", cfg.non_negative)
+    q_weight: float = cfg.field(1.0, "eta in the paper: weight of the -Q loss", cfg.non_negative)
+    bc_loss: str = cfg.field("consistency", "consistency (the paper's loss) or reconstruction (what the released code "
+                                            "optimises)", cfg.one_of(BC_LOSSES))
+    # Karras grid and EDM scalings (consistency.KarrasSchedule, which checks them).
+    sigma_min: float = cfg.field(0.002, "Karras/EDM noise grid: smallest sigma")
+    sigma_max: float = cfg.field(80.0, "largest sigma (the start of sampling)")
+    sigma_data: float = cfg.field(0.5, "EDM data std in the consistency-function scalings")
+    rho: float = cfg.field(7.0, "Karras grid exponent")
+    num_scales: int = cfg.field(40, "N, noise levels of the grid")
+    sampling_steps: int = cfg.field(1, "network evaluations per action (1 = one-step sampling)", cfg.at_least(1))
+    candidates: int = cfg.field(50, "actions sampled per state when acting; one is drawn from softmax(min-Q / "
+                                    "temperature)", cfg.at_least(1))
+    selection_temperature: float = cfg.field(1.0, "temperature of that softmax", cfg.positive)
+    eval_selection: str = cfg.field("softmax", "deterministic acting: softmax (seeded draw) or greedy (argmax)",
+                                    cfg.one_of(EVAL_SELECTIONS))
+    ema_decay: float = cfg.field(0.995, "decay of the EMA copies of the policy and the critics",
+                                 cfg.interval(0, 1, "[)"))
+    ema_every: int = cfg.field(5, "EMA update every this many updates", cfg.at_least(1))
+    ema_start: int = cfg.field(1000, "first update with an EMA step (targets stay at their initial weights before)",
+                               cfg.non_negative)
+    reward_scale: float = shared("reward_scale", 1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("actor_lr", "critic_lr", "selection_temperature", "reward_scale"):
-            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("max_grad_norm", "bc_weight", "q_weight", "ema_start"):
-            cfg.check(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
-        for key in ("n_critics", "sampling_steps", "candidates", "ema_every"):
-            cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
-        cfg.check(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        cfg.check(self.bc_loss in BC_LOSSES, f"bc_loss must be one of {list(BC_LOSSES)}, got {self.bc_loss!r}")
-        cfg.check(self.eval_selection in EVAL_SELECTIONS,
-                  f"eval_selection must be one of {list(EVAL_SELECTIONS)}, got {self.eval_selection!r}")
-        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
-        cfg.check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         self.schedule()  # validates the noise levels
 
     def schedule(self) -> KarrasSchedule:
@@ -126,16 +121,12 @@ class CPQL(Agent):
         self.actor_optimizer = adam(self.actor.parameters(), c.actor_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
         self.num_updates = 0
-        self.eval_seed = int(np.random.SeedSequence(self.seed).spawn(3)[2].generate_state(1)[0])
 
     # Acting -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
         obs_tensor = self.as_obs_tensor(obs)
-        generator = self.generator
-        if deterministic:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(self.eval_seed)
+        generator = self.eval_generator() if deterministic else self.generator
         greedy = deterministic and self.config.eval_selection == "greedy"
         return self._select(obs_tensor, generator, greedy).cpu().numpy()
 
@@ -169,7 +160,7 @@ class CPQL(Agent):
             next_q = self.critic_target(batch.next_obs, next_actions).min(0).values
             target = c.reward_scale * batch.rewards + c.gamma * (1.0 - batch.terminated) * next_q
         return critic_regression_step(self.critic, self.critic_optimizer, batch.obs, batch.actions, target,
-                                      c.max_grad_norm or None)
+                                      c.max_grad_norm)
 
     def _update_actor(self, batch: Batch) -> dict[str, torch.Tensor]:
         c, schedule, generator = self.config, self.schedule, self.generator
@@ -196,10 +187,6 @@ class CPQL(Agent):
         with no_param_grads(self.critic):
             q_loss = -self.critic(obs, new_actions).min(0).values.mean()
         loss = c.bc_weight * bc + c.q_weight * q_loss
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if c.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm)
-        self.actor_optimizer.step()
+        optimizer_step(self.actor_optimizer, loss, c.max_grad_norm)
         return {"loss/actor": loss.detach(), "loss/bc": bc.detach(), "loss/recon": recon.detach(),
                 "loss/q": q_loss.detach()}

@@ -1,8 +1,10 @@
-"""DACER: Diffusion Actor-Critic with Entropy Regulator (Wang et al., NeurIPS 2024, arXiv 2405.15177; spec §4).
+"""DACER: Diffusion Actor-Critic with Entropy Regulator (Wang et al., NeurIPS 2024, arXiv 2405.15177;
+docs/algorithms.md, "DACER").
 
 The policy *is* the reverse diffusion chain: a_0 = chain(s, a_T ~ N(0, I)) with T = 20 steps of the x0-clipped DDPM
 sampler (VP schedule, diffusion.py), then exploration noise, a = clip(a_0 + noise_scale * alpha * xi, -1, 1).
-Per update, with the released code's defaults (DACER-code ``relax/algorithm/dacer.py``, spec table §4c):
+Per update, with the released code's defaults (DACER code ``relax/algorithm/dacer.py``, github
+happy-yan/DACER-Diffusion-with-Online-RL):
 
 1. Target action a' at s' from the current policy, noise included (there is no target policy).
 2. Every ``alpha_update_every`` updates (first at update 0): the entropy regulator. Draw ``entropy_samples``
@@ -30,7 +32,6 @@ Deliberate differences from the released code:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,12 +39,14 @@ import torch
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch, register
-from algorithms.diffusion import BETA_SCHEDULES, DiffusionSchedule, NoisePredictor, reverse_sample
+from algorithms.diffusion import DiffusionSchedule, NoisePredictor, reverse_sample
 from algorithms.distributional import (DistributionalCritic, distributional_loss, distributional_target,
                                        running_std)
+from algorithms.fields import shared
 from algorithms.gmm_entropy import gmm_entropy
-from algorithms.nets import (ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy,
-                             no_param_grads, polyak_update)
+from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads, optimizer_step,
+                             polyak_update)
+from algorithms.temperature import Temperature
 
 CRITICS = ("distributional", "double_q")
 
@@ -51,52 +54,43 @@ CRITICS = ("distributional", "double_q")
 @dataclass
 class DACERConfig(AgentConfig):
     """Defaults: the released DACER code (``scripts/train_mujoco.py``, ``relax/algorithm/dacer.py``,
-    ``relax/network/dacer.py``; spec table §4c)."""
+    ``relax/network/dacer.py``)."""
 
     # Networks: noise predictor concat(s, a_k, temb16) -> hidden -> |A|; each critic concat(s, a) -> hidden -> out.
-    hidden: tuple[int, ...] = (256, 256, 256)
-    activation: str = "mish"
-    critic: str = "distributional"
-    n_critics: int = 2
-    # Diffusion (§4b): VP schedule with b_min = 0.1, b_max = 10, a_T ~ N(0, I).
-    diffusion_steps: int = 20
-    beta_schedule: str = "vp"
-    beta_schedule_scale: float = 1.0
-    init_noise_scale: float = 1.0
-    policy_lr: float = 1e-4
-    critic_lr: float = 1e-4
-    policy_delay: int = 2
-    target_update_every: int = 2
-    tau: float = 0.005
-    std_ema_rate: float = 0.005  # omega of the distributional critic; the released code reuses tau
-    reward_scale: float = 0.2
+    hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
+    activation: str = shared("activation", "mish")
+    critic: str = cfg.field("distributional", "distributional (DSAC-T mean and std, the released code) or double_q "
+                                              "(the paper's eq. 11)", cfg.one_of(CRITICS))
+    n_critics: int = shared("n_critics", 2)
+    # Diffusion (docs/algorithms.md, "Shared machinery"): VP schedule with b_min = 0.1, b_max = 10, a_T ~ N(0, I).
+    diffusion_steps: int = shared("diffusion_steps", 20)
+    beta_schedule: str = shared("beta_schedule", "vp")
+    beta_schedule_scale: float = shared("beta_schedule_scale", 1.0)
+    init_noise_scale: float = shared("init_noise_scale", 1.0)
+    policy_lr: float = shared("policy_lr", 1e-4, "Adam learning rate of the policy (the chain, trained by "
+                                                 "backpropagation through it)")
+    critic_lr: float = shared("critic_lr", 1e-4)
+    policy_delay: int = shared("policy_delay", 2)
+    target_update_every: int = shared("target_update_every", 2)
+    tau: float = shared("tau", 0.005)
+    # omega of the distributional critic; the released code reuses tau.
+    std_ema_rate: float = cfg.field(0.005, "running-std rate of the distributional critic", cfg.interval(0, 1))
+    reward_scale: float = shared("reward_scale", 0.2)
     # Entropy regulator: noise std = noise_scale * alpha.
-    noise_scale: float = 0.1
-    init_alpha: float = 3.0
-    alpha_lr: float = 0.03
-    alpha_update_every: int = 10_000
-    target_entropy_scale: float = 0.9
-    entropy_states: int = 256
-    entropy_samples: int = 200
-    gmm_components: int = 3
+    noise_scale: float = shared("noise_scale", 0.1, check=cfg.non_negative)
+    init_alpha: float = shared("init_alpha", 3.0, "initial alpha (sets only the exploration noise)")
+    alpha_lr: float = shared("alpha_lr", 0.03)
+    alpha_update_every: int = shared("alpha_update_every", 10_000, "GMM entropy estimate and one Adam step on log "
+                                                                   "alpha every this many updates")
+    target_entropy_scale: float = shared("target_entropy_scale", 0.9)
+    entropy_states: int = cfg.field(256, "states per entropy estimate", cfg.at_least(1))
+    entropy_samples: int = cfg.field(200, "actions sampled per state for the GMM fit")
+    gmm_components: int = cfg.field(3, "components of the GMM whose entropy estimates the policy's", cfg.at_least(1))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("policy_lr", "critic_lr", "alpha_lr", "init_alpha", "reward_scale", "beta_schedule_scale",
-                    "init_noise_scale"):
-            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("diffusion_steps", "n_critics", "policy_delay", "target_update_every", "alpha_update_every",
-                    "entropy_states", "gmm_components"):
-            cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
         cfg.check(self.entropy_samples >= self.gmm_components,
                   f"entropy_samples must be >= gmm_components ({self.gmm_components}), got {self.entropy_samples}")
-        cfg.check(self.noise_scale >= 0, f"noise_scale must be >= 0, got {self.noise_scale}")
-        cfg.check(0 < self.tau <= 1 and 0 < self.std_ema_rate <= 1, "tau and std_ema_rate must be in (0, 1]")
-        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
-        cfg.check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        cfg.check(self.critic in CRITICS, f"critic must be one of {list(CRITICS)}, got {self.critic!r}")
-        cfg.check(self.beta_schedule in BETA_SCHEDULES,
-                  f"beta_schedule must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
 
 
 @register
@@ -121,16 +115,15 @@ class DACER(Agent):
             self.critic = self.critic.to(self.device)
         self.critic_target = frozen_copy(self.critic)
         self.schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(self.device)
-        self.log_alpha = torch.tensor(math.log(c.init_alpha), device=self.device, requires_grad=True)
-        self.target_entropy = -c.target_entropy_scale * act_dim
+        self.temperature = Temperature.from_config(c, act_dim, self.device)
+        self.log_alpha, self.alpha_optimizer = self.temperature.log_alpha, self.temperature.optimizer
+        self.target_entropy = self.temperature.target_entropy
         self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
         # Running mean of each critic's std (distributional critic); negative = not started yet.
         self.omega = torch.full((c.n_critics,), -1.0, device=self.device)
         self.entropy = torch.zeros((), device=self.device)  # the last GMM estimate, reported until the next one
         self.num_updates = 0
-        self.eval_seed = int(np.random.SeedSequence(self.seed).spawn(3)[2].generate_state(1)[0])
         zero = torch.zeros((), device=self.device)
         # Metrics of the delayed steps, reported again until their next run (replaced, never mutated).
         self.held_metrics = {name: zero for name in self.metric_names if name.startswith("loss/") and name != "loss/critic"}
@@ -141,28 +134,22 @@ class DACER(Agent):
         """``[B, |A|]`` noisy clipped actions of the policy; differentiable unless under no_grad (BPTT)."""
         c = self.config
         action = reverse_sample(self.policy, self.schedule, obs, 1, generator, c.init_noise_scale, visited).squeeze(1)
-        return self._explore(action, generator, alpha)
-
-    def _explore(self, action: torch.Tensor, generator: torch.Generator, alpha: torch.Tensor | float) -> torch.Tensor:
-        noise = torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype)
-        return (action + (self.config.noise_scale * alpha) * noise).clamp(-1.0, 1.0)
+        return self.temperature.explore(action, alpha, generator)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
         obs_tensor = self.as_obs_tensor(obs)
         if deterministic:  # alpha -> 0: no added noise; the chain's own noise from a fixed seed
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(self.eval_seed)
-            action = self.sample(obs_tensor, generator, 0.0)
+            action = self.sample(obs_tensor, self.eval_generator(), 0.0)
         else:
-            action = self.sample(obs_tensor, self.generator, self.log_alpha.detach().exp())
+            action = self.sample(obs_tensor, self.generator, self.temperature.alpha())
         return action.cpu().numpy()
 
     # Learning -----------------------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         step = self.num_updates
-        alpha = self.log_alpha.detach().exp()
+        alpha = self.temperature.alpha()
         with torch.no_grad():
             next_actions = self.sample(batch.next_obs, self.generator, alpha)
         if step % c.alpha_update_every == 0:
@@ -193,9 +180,7 @@ class DACER(Agent):
 
     def _update_policy(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
         loss, extra = self.policy_loss(obs, alpha)
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.policy_optimizer.step()
+        optimizer_step(self.policy_optimizer, loss)
         return {"loss/actor": loss.detach(), **extra}
 
     def _update_critic(self, batch: Batch, next_actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -211,9 +196,7 @@ class DACER(Agent):
         dist = self.critic(batch.obs, batch.actions)
         self.omega = running_std(self.omega, dist.std, c.std_ema_rate)
         loss = distributional_loss(dist, target, self.omega)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_optimizer.step()
+        optimizer_step(self.critic_optimizer, loss)
         return loss.detach(), dist.mean.detach().mean(), dist.std.detach().mean()
 
     # Entropy regulator --------------------------------------------------------------------------------
@@ -227,13 +210,8 @@ class DACER(Agent):
         c = self.config
         obs = obs[:c.entropy_states]
         actions = reverse_sample(self.policy, self.schedule, obs, c.entropy_samples, self.generator, c.init_noise_scale)
-        actions = self._explore(actions, self.generator, alpha)
+        actions = self.temperature.explore(actions, alpha, self.generator)
         return torch.tensor(gmm_entropy(actions.cpu().numpy(), c.gmm_components), device=self.device)
 
     def _update_alpha(self, entropy: torch.Tensor) -> torch.Tensor:
-        # d loss / d log alpha = H_hat - Hbar: one Adam step lowers alpha while the policy is too random.
-        loss = self.log_alpha * (entropy - self.target_entropy)
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.alpha_optimizer.step()
-        return loss.detach()
+        return self.temperature.update(entropy)

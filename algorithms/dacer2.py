@@ -1,4 +1,5 @@
-"""DACER2 / DACERv2: "Enhanced DACER Algorithm with High Diffusion Efficiency" (Wang et al., arXiv 2505.23426; spec §5).
+"""DACER2 / DACERv2: "Enhanced DACER Algorithm with High Diffusion Efficiency" (Wang et al., arXiv 2505.23426;
+docs/algorithms.md, "DACER2").
 
 DACER (dacer.py) with T = 5 denoising steps plus an auxiliary Q-gradient-field loss that supervises every step:
 
@@ -10,8 +11,9 @@ the chain's BPTT gradient is L_q's alone) and eps_target is the Langevin-motivat
 a_k should be w(k) times the unit action-gradient of Q at a_k": the soft-optimal policy ∝ exp(Q / alpha) has score
 grad_a Q / alpha, and w(k) makes the target depend on the step (larger at the early, noisy steps).
 
-No official code exists, and the paper's full method section was not available (spec §10.3), so every choice
-below that the abstract and the review record do not pin down is a config field. Assumptions and why each default:
+No official code exists, and the paper's full method section was not available (only the abstracts and the public
+review record were), so every choice below that those do not pin down is a config field. Assumptions and why each
+default:
 
 1. ``qgrad_target = "score"``: the regressed quantity is the score implied by the noise prediction,
    s_theta = -eps_theta / sqrt(1 - abar_k), so eps_target = -sqrt(1 - abar_k) * score_target. The reviewers quote
@@ -23,7 +25,7 @@ below that the abstract and the review record do not pin down is a config field.
    argument gives. ``"descent"`` flips it (kept for the ablation the unclear sign convention invites).
 3. ``w(k) = exp(qgrad_slope * t + qgrad_offset)`` with t = (k + 1) / T in (0, 1], slope 0.4, offset -1.8: the
    reviewers call w "a crafted exponential function" of the step; the only published constants are those of a
-   third-party PyTorch port (spec §5a), which uses this form on continuous time t in (0, 1]. They give
+   third-party PyTorch port, which uses this form on continuous time t in (0, 1]. They give
    w in [0.18, 0.25] for T = 5.
 4. ``qgrad_normalize = True``: the gradient is divided by its norm (reviewers' form), so w(k) alone sets the
    target's magnitude and the critic's scale (which grows with returns) does not enter L_g.
@@ -34,7 +36,8 @@ below that the abstract and the review record do not pin down is a config field.
 6. grad Q is the action-gradient of min_j of the online critics (their means, for the distributional critic), the
    quantity L_q ascends, evaluated at the noisy a_k (out of the critic's training distribution, as the reviewers
    note). It is taken before the critic step, like L_q.
-7. Everything else is DACER's (spec §5c): the VP schedule at T = 5 (betas ~ [0.196, 0.459, 0.636, 0.755, 0.835]),
+7. Everything else is DACER's (algorithms/configs/dacer2.yaml): the VP schedule at T = 5
+   (betas ~ [0.196, 0.459, 0.636, 0.755, 0.835]),
    the distributional critic, the GMM entropy regulator, lr 1e-4, policy delay 2, reward scale 0.2.
 
 Cost over DACER at the same T: one batched critic forward/backward to the actions and one noise-predictor
@@ -58,21 +61,14 @@ QGRAD_DIRECTIONS = ("ascent", "descent")
 
 @dataclass
 class DACER2Config(DACERConfig):
-    diffusion_steps: int = 5
-    qgrad_weight: float = 1.0         # eta
-    qgrad_target: str = "score"
-    qgrad_direction: str = "ascent"
-    qgrad_slope: float = 0.4          # w(k) = exp(slope * (k + 1) / T + offset)
-    qgrad_offset: float = -1.8
-    qgrad_normalize: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        cfg.check(self.qgrad_weight >= 0, f"qgrad_weight must be >= 0, got {self.qgrad_weight}")
-        cfg.check(self.qgrad_target in QGRAD_TARGETS,
-                  f"qgrad_target must be one of {list(QGRAD_TARGETS)}, got {self.qgrad_target!r}")
-        cfg.check(self.qgrad_direction in QGRAD_DIRECTIONS,
-                  f"qgrad_direction must be one of {list(QGRAD_DIRECTIONS)}, got {self.qgrad_direction!r}")
+    diffusion_steps: int = cfg.redefault(DACERConfig, "diffusion_steps", 5)
+    qgrad_weight: float = cfg.field(1.0, "eta, weight of the Q-gradient-field loss", cfg.non_negative)
+    qgrad_target: str = cfg.field("score", "score (regress the implied score) or eps (regress the noise prediction)",
+                                  cfg.one_of(QGRAD_TARGETS))
+    qgrad_direction: str = cfg.field("ascent", "ascent (target along +grad Q) or descent", cfg.one_of(QGRAD_DIRECTIONS))
+    qgrad_slope: float = cfg.field(0.4, "w(k) = exp(slope (k + 1) / T + offset): slope")
+    qgrad_offset: float = cfg.field(-1.8, "w(k): offset")
+    qgrad_normalize: bool = cfg.field(True, "divide grad Q by its norm")
 
 
 def temporal_weight(k: torch.Tensor, steps: int, slope: float, offset: float) -> torch.Tensor:

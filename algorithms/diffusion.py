@@ -1,6 +1,7 @@
 """Diffusion-policy building blocks shared by every diffusion algorithm (SDAC, DPMD, DACER, ...).
 
-Conventions are those of the "relax" code base that SDAC, DPMD and DACER were released in (shared spec §0.1):
+Conventions are those of the "relax" code base that SDAC, DPMD and DACER were released in (docs/algorithms.md,
+"Shared machinery", diffusion conventions):
 
 - a discrete DDPM with integer step index k = 0..T-1 and a beta schedule chosen by name (:func:`beta_schedule`);
 - forward noising a_k = sqrt(abar_k) a_0 + sqrt(1 - abar_k) eps (:meth:`DiffusionSchedule.add_noise`);
@@ -31,12 +32,14 @@ BETA_SCHEDULES = ("linear", "vp", "cosine")
 
 # Beta schedules -----------------------------------------------------------------------------------
 def _linear_betas(steps: int) -> torch.Tensor:
-    # relax GaussianDiffusion: betas span [1e-4, 0.999] whatever T is; the scale factor does the rest (§2.2).
+    # relax GaussianDiffusion: betas span [1e-4, 0.999] whatever T is; the scale factor does the rest
+    # (SDAC code, relax/network/diffv2.py).
     return torch.linspace(1e-4, 0.999, steps, dtype=torch.float64)
 
 
 def _vp_betas(steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> torch.Tensor:
-    # Discretised VP-SDE of DACER-code (§4b): beta_k = 1 - exp(-b_min/T - (b_max - b_min)(2k + 1) / (2 T^2)).
+    # Discretised VP-SDE of the DACER code (docs/algorithms.md, "Shared machinery"):
+    # beta_k = 1 - exp(-b_min/T - (b_max - b_min)(2k + 1) / (2 T^2)).
     k = torch.arange(steps, dtype=torch.float64)
     return 1.0 - torch.exp(-beta_min / steps - 0.5 * (beta_max - beta_min) * (2 * k + 1) / steps**2)
 
@@ -51,7 +54,8 @@ def _cosine_betas(steps: int, offset: float = 0.008) -> torch.Tensor:
 def beta_schedule(name: str, steps: int, scale: float = 1.0) -> torch.Tensor:
     """``scale * betas`` of schedule ``name`` (float64, shape ``[steps]``), each beta capped below 1.
 
-    The SDAC/DPMD code uses ``linear`` with scale 0.8 (spec §2.6), DACER-code ``vp`` with scale 1 (§4b).
+    The SDAC/DPMD code uses ``linear`` with scale 0.8, the DACER code ``vp`` with scale 1
+    (docs/algorithms.md, "Shared machinery").
     """
     makers = {"linear": _linear_betas, "vp": _vp_betas, "cosine": _cosine_betas}
     if name not in makers:
@@ -131,7 +135,7 @@ class DiffusionSchedule(nn.Module):
 
 # Networks -----------------------------------------------------------------------------------------
 def sinusoidal_embedding(steps: torch.Tensor, dim: int = 16) -> torch.Tensor:
-    """``[len(steps), dim]``: dim/2 sines then dim/2 cosines of k * 10000^(-j/(dim/2)), times 1/4 (spec §0.1)."""
+    """``[len(steps), dim]``: dim/2 sines then dim/2 cosines of k * 10000^(-j/(dim/2)), times 1/4 (relax code)."""
     half = dim // 2
     freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32, device=steps.device) / half)
     angles = steps.to(torch.float32).unsqueeze(-1) * freqs
@@ -139,7 +143,7 @@ def sinusoidal_embedding(steps: torch.Tensor, dim: int = 16) -> torch.Tensor:
 
 
 class NoisePredictor(nn.Module):
-    """eps_theta(s, a_k, k): MLP on concat(obs, noisy action, step embedding) -> predicted noise (spec §0.1).
+    """eps_theta(s, a_k, k): MLP on concat(obs, noisy action, step embedding) -> predicted noise (relax code).
 
     Besides the plain ``forward`` (training) it offers ``denoiser`` for the reverse chain, which splits the
     first layer by input: the obs part is the same at all T steps and for all particles of a state, and the
@@ -206,7 +210,7 @@ class NoisePredictor(nn.Module):
 def reverse_sample(model: NoisePredictor, schedule: DiffusionSchedule, obs: torch.Tensor, particles: int,
                    generator: torch.Generator, init_scale: float = 1.0,
                    visited: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """``[B, particles, act_dim]`` actions from the DDPM ancestral sampler with x0-hat clipping (spec §0.1).
+    """``[B, particles, act_dim]`` actions from the DDPM ancestral sampler with x0-hat clipping (relax code).
 
     a_T = init_scale * N(0, I); for k = T-1..0: x0 = clip(a_k / sqrt(abar_k) - sqrt(1/abar_k - 1) eps_hat),
     a_{k-1} = c1_k x0 + c2_k a_k + sqrt(posterior_variance_k) z (no noise at k = 0, where c1 = 1, c2 = 0).
@@ -240,7 +244,8 @@ class Candidates(NamedTuple):
 
 
 def best_of_n(particles: torch.Tensor, obs: torch.Tensor, critic: nn.Module) -> Candidates:
-    """For each state keep the particle with the highest min-over-critics Q (spec §2.2), in one critic pass."""
+    """For each state keep the particle with the highest min-over-critics Q (SDAC code,
+    relax/network/diffv2.py), in one critic pass."""
     batch, n, act_dim = particles.shape
     q = critic(obs.repeat_interleave(n, dim=0), particles.reshape(batch * n, act_dim)).min(0).values.view(batch, n)
     best = torch.take_along_dim(particles, q.argmax(1).view(batch, 1, 1), dim=1).squeeze(1)

@@ -1,7 +1,7 @@
 """The DSAC-T distributional critic (Duan et al., "DSAC-T", arXiv 2310.05858), as used by the released DACER code.
 
 Each member models the return as a Gaussian with mean mu(s, a) and std sigma(s, a) = softplus(head). The update
-(shared spec §4a, DACER-code ``relax/algorithm/dacer.py``):
+(DACER code ``relax/algorithm/dacer.py``; docs/algorithms.md, DACER, "Critic"):
 
 - Target: the target member with the lower mean at (s', a') gives y = r + gamma (1 - d) mu_bar and a sampled
   return y_s = r + gamma (1 - d) (mu_bar + sigma_bar clip(z, -3, 3)), z ~ N(0, 1).

@@ -1,4 +1,5 @@
-"""DPMD: Diffusion Policy Mirror Descent (Ma, Chen, Wang, Li, Dai; ICML 2025, arXiv 2502.00361; spec §2.1, §2.4).
+"""DPMD: Diffusion Policy Mirror Descent (Ma, Chen, Wang, Li, Dai; ICML 2025, arXiv 2502.00361;
+docs/algorithms.md, "DPMD").
 
 Target policy: pi~(a|s) ∝ pi_old(a|s) exp(Q(s, a) / lambda), the closed-form solution of
 max_pi E_pi[Q] - lambda KL(pi || pi_old): one mirror-descent step. Its score is matched by Q-weighted
@@ -8,9 +9,11 @@ exp(Q(s, a_0) / lambda) self-normalised over the samples of each state, lambda =
 
 pi_old is the released code's: the current policy's acting rule, best-of-N by min-Q plus exploration noise
 N(0, (0.1 alpha)^2), at the next states s' of the batch (the draw the critic target needs anyway, so DPMD
-runs one reverse chain per update). Its Q-greedy selection is what drives most of the improvement (§2.4).
+runs one reverse chain per update). Its Q-greedy selection is what drives most of the improvement (docs/algorithms.md,
+DPMD, "A property worth knowing").
 
-This implements the intended math (spec §2.1 and the end of §2.4), not the released code's two bugs:
+This implements the intended math (docs/algorithms.md, DPMD, "Departures from the released code"), not the
+released code's two bugs:
 1. The released critic Adam step is applied twice per update with the same gradient (the Adam state advances
    twice): here the critic takes one step per update, like SDAC.
 2. The released weights are exp(clip(q - mu_run / sigma_run, -3, 3) / alpha): the precedence bug makes the
@@ -38,12 +41,11 @@ from algorithms.rsm import Draw, RSMAgent, RSMConfig, effective_sample_fraction,
 
 @dataclass
 class DPMDConfig(RSMConfig):
-    q_weight_scale: float = 1.0   # weights softmax(Q / alpha), i.e. lambda = alpha
-    old_policy_samples: int = 16  # G samples of pi_old per state (released code: 1, unnormalised weights)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        cfg.check(self.old_policy_samples >= 1, f"old_policy_samples must be >= 1, got {self.old_policy_samples}")
+    q_weight_scale: float = cfg.field(1.0, "lambda = alpha / q_weight_scale in the weights exp(Q / lambda)",
+                                      cfg.positive)  # lambda = alpha
+    # Released code: 1, with unnormalised weights.
+    old_policy_samples: int = cfg.field(16, "G, samples of the old policy per state for the self-normalised weights",
+                                        cfg.at_least(1))
 
 
 @register

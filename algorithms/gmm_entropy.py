@@ -1,4 +1,5 @@
-"""Entropy of a policy from samples, by fitting a Gaussian mixture per state (DACER's entropy regulator, spec §4a).
+"""Entropy of a policy from samples, by fitting a Gaussian mixture per state (DACER's entropy regulator,
+docs/algorithms.md, DACER, "Entropy regulator").
 
 For each state, fit a ``components``-component full-covariance GMM (scikit-learn EM) to the sampled actions and
 take H ~ -sum_k w_k log w_k + sum_k w_k 1/2 log((2 pi e)^d |Sigma_k|), the entropy of the component label plus the

@@ -1,4 +1,5 @@
-"""Network building blocks shared by all algorithms: MLPs, a vectorised critic ensemble, Polyak averaging."""
+"""Network building blocks shared by all algorithms: MLPs, a vectorised critic ensemble, Polyak averaging, one
+optimizer step."""
 
 from __future__ import annotations
 
@@ -191,12 +192,19 @@ def critic_regression_step(critic: CriticEnsemble, optimizer: torch.optim.Optimi
                            actions: torch.Tensor, target: torch.Tensor,
                            max_grad_norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step of every member towards the TD ``target`` [B]: sum over members of the mean squared
-    error, the gradient's global norm clipped to ``max_grad_norm`` if given. Returns the detached loss and mean Q."""
+    error, the gradient's global norm clipped to ``max_grad_norm`` if given (None or 0: no clipping). Returns the detached loss and mean Q."""
     q = critic(obs, actions)
     loss = (q - target).pow(2).mean(-1).sum()
+    optimizer_step(optimizer, loss, max_grad_norm)
+    return loss.detach(), q.detach().mean()
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None = None) -> None:
+    """Minimise ``loss`` by one step of ``optimizer``, the global norm of its parameters' gradient first clipped to
+    ``max_grad_norm`` unless that is None or 0."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if max_grad_norm is not None:
-        nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm)  # scales on device, no host read
+    if max_grad_norm:
+        params = [param for group in optimizer.param_groups for param in group["params"]]
+        nn.utils.clip_grad_norm_(params, max_grad_norm)  # scales on device, no host read
     optimizer.step()
-    return loss.detach(), q.detach().mean()

@@ -1,7 +1,8 @@
 """What SDAC and DPMD share: the Reweighted-Score-Matching actor-critic of Ma et al. (ICML 2025, arXiv 2502.00361).
 
 The two algorithms differ only in which (noisy action, noise) pairs the policy regresses on and how they are
-weighted (``policy_loss``, in sdac.py and dpmd.py). Everything else, as in the released code (spec §2.2-2.6):
+weighted (``policy_loss``, in sdac.py and dpmd.py). Everything else, as in the released code (docs/algorithms.md,
+"SDAC"):
 
 - Policy: a DDPM noise predictor (diffusion.py); an action is the best of ``particles`` reverse-chain samples by
   the online critics' min-Q. Data collection and evaluation use an EMA copy of the policy ("target policy"),
@@ -35,59 +36,56 @@ import torch
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch
-from algorithms.diffusion import BETA_SCHEDULES, DiffusionSchedule, NoisePredictor, sample_best_of_n
-from algorithms.nets import ACTIVATIONS, CriticEnsemble, adam, critic_regression_step, frozen_copy, polyak_update
+from algorithms.diffusion import DiffusionSchedule, NoisePredictor, sample_best_of_n
+from algorithms.fields import shared
+from algorithms.nets import CriticEnsemble, adam, critic_regression_step, frozen_copy, optimizer_step, polyak_update
+from algorithms.temperature import Temperature
 
 
 @dataclass
 class RSMConfig(AgentConfig):
-    """Defaults: the released SDAC/DPMD code (``scripts/train_mujoco.py`` argparse, spec table §2.6)."""
+    """Defaults: the released SDAC/DPMD code (``scripts/train_mujoco.py`` argparse; docs/algorithms.md, SDAC)."""
 
     # Networks: noise predictor concat(s, a_k, temb16) -> hidden -> |A| and each critic concat(s, a) -> hidden -> 1.
-    hidden: tuple[int, ...] = (256, 256, 256)
-    activation: str = "mish"
-    n_critics: int = 2
-    # Diffusion (§2.2): T steps, betas = scale * linspace(1e-4, 0.999, T), a_T ~ init_noise_scale * N(0, I).
-    diffusion_steps: int = 20
-    beta_schedule: str = "linear"
-    beta_schedule_scale: float = 0.8
-    init_noise_scale: float = 0.5
-    particles: int = 32  # best-of-N for acting, critic targets and proposals
+    hidden: tuple[int, ...] = shared("hidden", (256, 256, 256))
+    activation: str = shared("activation", "mish")
+    n_critics: int = shared("n_critics", 2)
+    # Diffusion (relax/network/diffv2.py): T steps, betas = scale * linspace(1e-4, 0.999, T),
+    # a_T ~ init_noise_scale * N(0, I).
+    diffusion_steps: int = shared("diffusion_steps", 20)
+    beta_schedule: str = shared("beta_schedule", "linear")
+    beta_schedule_scale: float = shared("beta_schedule_scale", 0.8)
+    init_noise_scale: float = shared("init_noise_scale", 0.5)
+    particles: int = cfg.field(32, "best-of-N: reverse-chain samples per state, the one with the highest min-Q is "
+                                   "taken (acting, critic targets, proposals)", cfg.at_least(1))
     # Optimisation. Policy lr decays linearly from policy_lr to policy_lr_end between these policy-update counts.
-    critic_lr: float = 3e-4
-    policy_lr: float = 3e-4
-    policy_lr_end: float = 3e-5
-    policy_lr_decay_begin: int = 25_000
-    policy_lr_decay_end: int = 75_000
-    policy_delay: int = 2
-    target_update_every: int = 2
-    tau: float = 0.005      # critic targets
-    ema_tau: float = 0.005  # EMA policy that acts and is evaluated
-    reward_scale: float = 0.2
-    # alpha (§2.5): log alpha starts at ln 5; noise std = noise_scale * alpha; lambda = alpha / q_weight_scale.
-    init_alpha: float = 5.0
-    noise_scale: float = 0.1
-    alpha_lr: float = 7e-3
-    alpha_update_every: int = 250
-    target_entropy_scale: float = 0.9
-    q_weight_scale: float = 1.0
+    critic_lr: float = shared("critic_lr", 3e-4, "Adam learning rate of the twin critics")
+    policy_lr: float = shared("policy_lr", 3e-4)
+    policy_lr_end: float = cfg.field(3e-5, "policy learning rate at the end of its linear decay", cfg.positive)
+    policy_lr_decay_begin: int = cfg.field(25_000, "policy update count where the decay starts", cfg.non_negative)
+    policy_lr_decay_end: int = cfg.field(75_000, "policy update count where the decay ends")
+    policy_delay: int = shared("policy_delay", 2)
+    target_update_every: int = shared("target_update_every", 2)
+    tau: float = shared("tau", 0.005)
+    ema_tau: float = cfg.field(0.005, "Polyak rate of the EMA policy that acts and is evaluated", cfg.interval(0, 1))
+    reward_scale: float = shared("reward_scale", 0.2)
+    # alpha (docs/algorithms.md, SDAC, "α is not a temperature"): log alpha starts at ln 5;
+    # noise std = noise_scale * alpha; lambda = alpha / q_weight_scale.
+    init_alpha: float = shared("init_alpha", 5.0, "initial alpha (sets the exploration noise and lambda; not a SAC "
+                                                  "temperature)")
+    noise_scale: float = shared("noise_scale", 0.1, check=cfg.Range(lambda v: v > 0,
+                                                                    "> 0 (alpha is tuned on its entropy)"))
+    alpha_lr: float = shared("alpha_lr", 7e-3)
+    alpha_update_every: int = shared("alpha_update_every", 250)
+    target_entropy_scale: float = shared("target_entropy_scale", 0.9)
+    q_weight_scale: float = cfg.field(1.0, "lambda = alpha / q_weight_scale in the weights softmax(Q / lambda)",
+                                      cfg.positive)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("critic_lr", "policy_lr", "policy_lr_end", "alpha_lr", "init_alpha", "reward_scale",
-                    "beta_schedule_scale", "init_noise_scale", "q_weight_scale"):
-            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("diffusion_steps", "particles", "n_critics", "policy_delay", "target_update_every",
-                    "alpha_update_every"):
-            cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
-        cfg.check(self.noise_scale > 0, f"noise_scale must be > 0 (alpha is tuned on its entropy), got {self.noise_scale}")
-        cfg.check(0 < self.tau <= 1 and 0 < self.ema_tau <= 1, "tau and ema_tau must be in (0, 1]")
-        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
-        cfg.check(self.activation in ACTIVATIONS, f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        cfg.check(self.beta_schedule in BETA_SCHEDULES,
-                  f"beta_schedule must be one of {list(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
-        cfg.check(0 <= self.policy_lr_decay_begin <= self.policy_lr_decay_end,
-                  "need 0 <= policy_lr_decay_begin <= policy_lr_decay_end")
+        cfg.check(self.policy_lr_decay_begin <= self.policy_lr_decay_end,
+                  f"need policy_lr_decay_begin <= policy_lr_decay_end, got {self.policy_lr_decay_begin} > "
+                  f"{self.policy_lr_decay_end}")
 
 
 class Draw(NamedTuple):
@@ -113,7 +111,7 @@ def effective_sample_fraction(weights: torch.Tensor) -> torch.Tensor:
 
 
 def noise_entropy(log_alpha: torch.Tensor, noise_scale: float, act_dim: int) -> torch.Tensor:
-    """Entropy of N(0, (noise_scale * alpha)^2 I) in |A| dims: the released code's entropy proxy (§2.5)."""
+    """Entropy of N(0, (noise_scale * alpha)^2 I) in |A| dims: the released code's entropy proxy."""
     return act_dim * (0.5 * math.log(2 * math.pi * math.e) + math.log(noise_scale) + log_alpha)
 
 
@@ -145,14 +143,12 @@ class RSMAgent(Agent):
         self.policy_ema = frozen_copy(self.policy)
         self.critic_target = frozen_copy(self.critic)
         self.schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(self.device)
-        self.log_alpha = torch.tensor(math.log(c.init_alpha), device=self.device, requires_grad=True)
-        self.target_entropy = -c.target_entropy_scale * act_dim
+        self.temperature = Temperature.from_config(c, act_dim, self.device)
+        self.log_alpha, self.alpha_optimizer = self.temperature.log_alpha, self.temperature.optimizer
         self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
         self.num_updates = 0
         self.num_policy_updates = 0
-        self.eval_seed = int(np.random.SeedSequence(self.seed).spawn(3)[2].generate_state(1)[0])
         zero = torch.zeros((), device=self.device)
         # Metrics of the delayed steps, reported again until their next run (and saved, for exact resume).
         # Replaced, never mutated, so a dict handed out by state_dict() stays as it was.
@@ -173,12 +169,10 @@ class RSMAgent(Agent):
     def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
         obs_tensor = self.as_obs_tensor(obs)
         if deterministic:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(self.eval_seed)
-            action = self._best_of_n(self.policy_ema, obs_tensor, generator).best
+            action = self._best_of_n(self.policy_ema, obs_tensor, self.eval_generator()).best
         else:
             action = self._explore(self._best_of_n(self.policy_ema, obs_tensor, self.generator).best,
-                                   self.log_alpha.detach().exp())
+                                   self.temperature.alpha())
         return action.cpu().numpy()
 
     def _best_of_n(self, policy: NoisePredictor, obs: torch.Tensor, generator: torch.Generator):
@@ -186,8 +180,7 @@ class RSMAgent(Agent):
         return sample_best_of_n(policy, self.schedule, self.critic, obs, c.particles, generator, c.init_noise_scale)
 
     def _explore(self, action: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(action.shape, generator=self.generator, device=action.device, dtype=action.dtype)
-        return (action + (self.config.noise_scale * alpha) * noise).clamp_(-1.0, 1.0)
+        return self.temperature.explore(action, alpha, self.generator)
 
     @torch.no_grad()
     def _draw(self, obs: torch.Tensor, alpha: torch.Tensor) -> Draw:
@@ -198,7 +191,7 @@ class RSMAgent(Agent):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         self.num_updates += 1
-        alpha = self.log_alpha.detach().exp()
+        alpha = self.temperature.alpha()
         policy_due = self.num_updates % c.policy_delay == 0
         # Target actions at s' and (SDAC) proposals at s come from one reverse-chain pass of the online policy.
         proposal_obs = self.proposal_obs(batch) if policy_due else None
@@ -206,7 +199,7 @@ class RSMAgent(Agent):
             next_draw, proposal = self._draw(batch.next_obs, alpha), None
         else:
             next_draw, proposal = self._draw(torch.cat([batch.next_obs, proposal_obs]), alpha).split(len(batch.next_obs))
-        if policy_due:  # before the critic step: the weights use this step's pre-update critics (§2.3)
+        if policy_due:  # before the critic step: the weights use this step's pre-update critics, as released
             self.held_metrics = {**self.held_metrics, **self._update_policy(batch, next_draw, proposal, alpha)}
         critic_loss, q_mean = self._update_critic(batch, next_draw.action)
         if self.num_updates % c.target_update_every == 0:
@@ -231,17 +224,9 @@ class RSMAgent(Agent):
         for group in self.policy_optimizer.param_groups:
             group["lr"] = lr
         loss, ess = self.policy_loss(batch, next_draw, proposal, alpha)
-        self.policy_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.policy_optimizer.step()
+        optimizer_step(self.policy_optimizer, loss)
         self.num_policy_updates += 1
         return {"loss/actor": loss.detach(), "weights/ess": ess.detach()}
 
     def _update_alpha(self) -> torch.Tensor:
-        # d loss / d log alpha = H(alpha) - Hbar: alpha shrinks while the noise is more random than the target.
-        entropy = noise_entropy(self.log_alpha.detach(), self.config.noise_scale, self.act_dim)
-        loss = self.log_alpha * (entropy - self.target_entropy)
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.alpha_optimizer.step()
-        return loss.detach()
+        return self.temperature.update(noise_entropy(self.log_alpha.detach(), self.config.noise_scale, self.act_dim))

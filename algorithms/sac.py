@@ -23,38 +23,36 @@ from torch import nn
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch, register
+from algorithms.fields import shared
 from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, mlp, no_param_grads,
-                             polyak_update)
+                             optimizer_step, polyak_update)
+from algorithms.temperature import Temperature
 
 
 @dataclass
 class SACConfig(AgentConfig):
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    tau: float = 0.005
-    hidden: tuple[int, ...] = (256, 256)
-    activation: str = "relu"
-    n_critics: int = 2
-    init_alpha: float = 1.0
-    autotune_alpha: bool = True
-    target_entropy_scale: float = 1.0
-    log_std_min: float = -20.0
-    log_std_max: float = 2.0
-    tanh_log_prob_correction: bool = True
-    reward_scale: float = 1.0
-    actor_update_every: int = 1
-    target_update_every: int = 1
+    actor_lr: float = shared("actor_lr", 3e-4)
+    critic_lr: float = shared("critic_lr", 3e-4)
+    alpha_lr: float = shared("alpha_lr", 3e-4, "Adam learning rate of log alpha (the temperature)")
+    tau: float = shared("tau", 0.005)
+    hidden: tuple[int, ...] = shared("hidden", (256, 256))
+    activation: str = shared("activation", "relu")
+    n_critics: int = shared("n_critics", 2)
+    init_alpha: float = shared("init_alpha", 1.0, "initial temperature alpha")
+    autotune_alpha: bool = cfg.field(True, "learn alpha towards the target entropy; false keeps init_alpha fixed")
+    target_entropy_scale: float = shared("target_entropy_scale", 1.0)
+    log_std_min: float = cfg.field(-20.0, "lower clamp of the policy's log std")
+    log_std_max: float = cfg.field(2.0, "upper clamp of the policy's log std")
+    tanh_log_prob_correction: bool = cfg.field(True, "subtract sum log(1 - tanh(u)^2) from the Gaussian log-prob "
+                                                     "(the SDAC code's SAC baseline omits it)")
+    reward_scale: float = shared("reward_scale", 1.0)
+    actor_update_every: int = cfg.field(1, "the actor and alpha are updated every this many updates", cfg.at_least(1))
+    target_update_every: int = shared("target_update_every", 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "reward_scale"):
-            cfg.check(getattr(self, key) > 0, f"{key} must be > 0, got {getattr(self, key)}")
-        cfg.check(0 < self.tau <= 1, f"tau must be in (0, 1], got {self.tau}")
-        cfg.check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden must be positive widths, got {self.hidden}")
-        cfg.check(self.n_critics >= 1, f"n_critics must be >= 1, got {self.n_critics}")
-        cfg.check(self.log_std_min < self.log_std_max, "log_std_min must be below log_std_max")
-        cfg.check(self.actor_update_every >= 1 and self.target_update_every >= 1, "update periods must be >= 1")
+        cfg.check(self.log_std_min < self.log_std_max,
+                  f"log_std_min must be below log_std_max, got {self.log_std_min} >= {self.log_std_max}")
 
 
 class TanhGaussianPolicy(nn.Module):
@@ -97,11 +95,10 @@ class SAC(Agent):
             self.actor = TanhGaussianPolicy(obs_dim, act_dim, c).to(self.device)
             self.critic = CriticEnsemble(obs_dim, act_dim, c.hidden, c.n_critics, c.activation).to(self.device)
         self.critic_target = frozen_copy(self.critic)
-        self.log_alpha = torch.tensor(math.log(c.init_alpha), device=self.device, requires_grad=True)
-        self.target_entropy = -c.target_entropy_scale * act_dim
+        self.temperature = Temperature.from_config(c, act_dim, self.device)
+        self.log_alpha, self.alpha_optimizer = self.temperature.log_alpha, self.temperature.optimizer
         self.actor_optimizer = adam(self.actor.parameters(), c.actor_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.alpha_lr)
         self.num_updates = 0
         zero = torch.zeros((), device=self.device)
         self._last_actor_metrics = {"loss/actor": zero, "loss/alpha": zero, "entropy": zero}
@@ -117,7 +114,7 @@ class SAC(Agent):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
-        alpha = self.log_alpha.detach().exp()
+        alpha = self.temperature.alpha()
         critic_loss, q_mean = self._update_critic(batch, alpha)
         self.num_updates += 1
         if self.num_updates % c.actor_update_every == 0:
@@ -140,13 +137,7 @@ class SAC(Agent):
         with no_param_grads(self.critic):
             q = self.critic(obs, actions).min(0).values
         actor_loss = (alpha * log_prob - q).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_optimizer.step()
-        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-        if self.config.autotune_alpha:
-            self.alpha_optimizer.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_optimizer.step()
-        return {"loss/actor": actor_loss.detach(), "loss/alpha": alpha_loss.detach(),
+        optimizer_step(self.actor_optimizer, actor_loss)
+        alpha_loss = self.temperature.update(-log_prob.detach(), learn=self.config.autotune_alpha)
+        return {"loss/actor": actor_loss.detach(), "loss/alpha": alpha_loss,
                 "entropy": -log_prob.detach().mean()}

@@ -1,4 +1,5 @@
-"""SDAC: Soft Diffusion Actor-Critic (Ma, Chen, Wang, Li, Dai; ICML 2025, arXiv 2502.00361; spec §2.1-2.3, §2.5).
+"""SDAC: Soft Diffusion Actor-Critic (Ma, Chen, Wang, Li, Dai; ICML 2025, arXiv 2502.00361;
+docs/algorithms.md, "SDAC").
 
 Target policy: pi~(a|s) ∝ exp(Q(s, a) / lambda), the soft-optimal policy. Its noise-perturbed score is matched
 by *reverse-sampling* score matching: for a noisy action a_k, draw K "clean" actions from the Gaussian reverse
@@ -6,7 +7,7 @@ of the forward kernel, a0_i = (a_k - sqrt(1 - abar_k) eps_i) / sqrt(abar_k), and
 on the eps_i with self-normalised weights w_i = softmax_i(Q(s, clip(a0_i)) / lambda). No backpropagation
 through the sampling chain; the cost is K critic evaluations per state plus one policy forward/backward.
 
-Per update, with the released code's defaults (§2.6):
+Per update, with the released code's defaults (its ``scripts/train_mujoco.py`` argparse):
 1. Critic (every update): y = 0.2 r + gamma (1 - d) min_j Qbar_j(s', a'), a' = online best-of-32 + noise.
 2. Policy (every 2nd update, before the critic step so the weights use the pre-update critics):
    a_0 = online best-of-32 action at s + noise; one k ~ U{0..T-1} and eps per state; a_k = q_k(a_0) sample;
@@ -19,9 +20,9 @@ Differences from the released code: the shared ones listed in rsm.py, and the fo
 loss is mean over (state, sample, dim) of w_i (eps_theta - eps_i)^2 with eps_theta evaluated on K identical
 copies of (s, a_k, k). Since the w_i sum to one per state, sum_i w_i ||eps_theta - eps_i||^2 equals
 ||eps_theta - sum_i w_i eps_i||^2 plus a constant (the weighted spread of the eps_i), so we regress once per
-state on the weighted-mean target (spec §2.1): the gradient is the released one times K = 64, which Adam
-cancels (up to its epsilon), the logged loss is the reducible part only (0 = perfect fit), and the policy
-forward/backward runs on B rows instead of B * K.
+state on the weighted-mean target (docs/algorithms.md, SDAC, "Departures"): the gradient is the released one
+times K = 64, which Adam cancels (up to its epsilon), the logged loss is the reducible part only (0 = perfect fit),
+and the policy forward/backward runs on B rows instead of B * K.
 """
 
 from __future__ import annotations
@@ -37,12 +38,10 @@ from algorithms.rsm import Draw, RSMAgent, RSMConfig, effective_sample_fraction,
 
 @dataclass
 class SDACConfig(RSMConfig):
-    reverse_samples: int = 64     # K, hard-coded "reverse_mc_num" in the released sdac.py
-    q_weight_scale: float = 5.0   # weights softmax(Q * 5 / alpha), i.e. lambda = alpha / 5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        cfg.check(self.reverse_samples >= 1, f"reverse_samples must be >= 1, got {self.reverse_samples}")
+    # K, hard-coded "reverse_mc_num" in the released sdac.py.
+    reverse_samples: int = cfg.field(64, "K, reverse-chain samples per state that the score-matching loss is "
+                                         "weighted over", cfg.at_least(1))
+    q_weight_scale: float = cfg.redefault(RSMConfig, "q_weight_scale", 5.0)  # lambda = alpha / 5
 
 
 @register

@@ -21,15 +21,17 @@ from algorithms.base import Agent, Batch, make_agent, resolve_config
 OBS_DIM, ACT_DIM, BATCH = 5, 3, 16
 
 
-def random_batch(obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM, size: int = BATCH, seed: int = 0) -> Batch:
-    """A reproducible random minibatch: actions in [-1, 1], about 10 % terminal transitions."""
-    g = torch.Generator().manual_seed(seed)
+def random_batch(obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM, size: int = BATCH, seed: int = 0,
+                 terminal_fraction: float = 0.1, generator: torch.Generator | None = None) -> Batch:
+    """A reproducible random minibatch: actions in [-1, 1], about ``terminal_fraction`` terminal transitions. Drawn
+    from ``generator`` if given (successive batches differ), else from a fresh one seeded with ``seed``."""
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
     return Batch(
         obs=torch.randn(size, obs_dim, generator=g),
         actions=torch.rand(size, act_dim, generator=g) * 2 - 1,
         rewards=torch.randn(size, generator=g),
         next_obs=torch.randn(size, obs_dim, generator=g),
-        terminated=(torch.rand(size, generator=g) < 0.1).float(),
+        terminated=(torch.rand(size, generator=g) < terminal_fraction).float(),
     )
 
 

@@ -29,20 +29,11 @@ import numpy as np
 import torch
 
 import algorithms
-from algorithms import Batch, make_agent
+from algorithms import make_agent
 from algorithms.config import read_yaml
+from algorithms.testing import random_batch
 
 ENV_DIMS = {"Hopper-v5": (11, 3), "Humanoid-v5": (348, 17)}
-
-
-def random_batch(obs_dim: int, act_dim: int, size: int, generator: torch.Generator) -> Batch:
-    return Batch(
-        obs=torch.randn(size, obs_dim, generator=generator),
-        actions=torch.rand(size, act_dim, generator=generator) * 2 - 1,
-        rewards=torch.randn(size, generator=generator),
-        next_obs=torch.randn(size, obs_dim, generator=generator),
-        terminated=(torch.rand(size, generator=generator) < 0.01).float(),
-    )
 
 
 def time_calls(call, min_calls: int, min_seconds: float, multiple_of: int = 1, cpu: bool = False):
@@ -60,7 +51,8 @@ def measure(name: str, env_id: str, overrides: dict, args: argparse.Namespace) -
     obs_dim, act_dim = ENV_DIMS[env_id]
     agent = make_agent(name, obs_dim, act_dim, overrides, seed=0, env_id=env_id)
     generator = torch.Generator().manual_seed(0)
-    batches = [random_batch(obs_dim, act_dim, agent.config.batch_size, generator) for _ in range(4)]
+    batches = [random_batch(obs_dim, act_dim, agent.config.batch_size, terminal_fraction=0.01, generator=generator)
+               for _ in range(4)]
     counter = iter(range(10**9))
 
     def update() -> None:

@@ -25,18 +25,6 @@ def bench_cli(*args: str, results_dir: Path, timeout: int = 600, env: dict | Non
                           timeout=timeout, env=full_env)
 
 
-def random_batch(obs_dim: int, act_dim: int, size: int, seed: int = 0):
-    """A reproducible random minibatch of transitions (actions in [-1, 1], no terminal states)."""
-    import torch
-
-    from algorithms import Batch
-
-    g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(size, obs_dim, generator=g), actions=torch.rand(size, act_dim, generator=g) * 2 - 1,
-                 rewards=torch.randn(size, generator=g), next_obs=torch.randn(size, obs_dim, generator=g),
-                 terminated=torch.zeros(size))
-
-
 # A run small enough for a unit test: Pendulum, 300 env steps, evaluation every 100 steps over 2 episodes.
 TINY = ["--protocol", "quick", "--steps", "300", "--warmup", "100", "--eval-every", "100", "--eval-episodes", "2",
         "-o", "protocol.log_every=100", "-o", "batch_size=32", "-o", "hidden=32,32", "--threads", "1"]

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import algorithms
-from tests import helpers
-from algorithms import Batch, make_agent
+from algorithms import Batch, make_agent, testing
 from algorithms.dacer2 import DACER2Config, qgrad_eps_target, temporal_weight
 from algorithms.diffusion import DiffusionSchedule
 from algorithms.distributional import (DistributionalTarget, ReturnDistribution, distributional_loss,
@@ -29,7 +28,7 @@ def small_agent(name: str, seed: int = 0, **overrides):
 
 
 def random_batch(seed: int = 0) -> Batch:
-    return helpers.random_batch(OBS_DIM, ACT_DIM, BATCH, seed)
+    return testing.random_batch(OBS_DIM, ACT_DIM, BATCH, seed, terminal_fraction=0.0)
 
 
 # BPTT ---------------------------------------------------------------------------------------------------

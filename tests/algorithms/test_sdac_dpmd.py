@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import algorithms
-from tests import helpers
-from algorithms import Batch, make_agent
+from algorithms import Batch, make_agent, testing
 from algorithms.base import CONFIG_DIR
 from algorithms.config import read_yaml
 from algorithms.diffusion import DiffusionSchedule
@@ -28,7 +27,7 @@ def small_agent(name: str, seed: int = 0, **overrides):
 
 
 def random_batch(seed: int = 0) -> Batch:
-    return helpers.random_batch(OBS_DIM, ACT_DIM, BATCH, seed)
+    return testing.random_batch(OBS_DIM, ACT_DIM, BATCH, seed, terminal_fraction=0.0)
 
 
 # Weights ------------------------------------------------------------------------------------------
