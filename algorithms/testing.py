@@ -1,4 +1,4 @@
-"""Interface conformance checks for an agent: the ones tests/test_agents.py runs on every built-in algorithm, for
+"""Interface conformance checks for an agent: the ones tests/algorithms/test_agents.py runs on every built-in algorithm, for
 use on your own (``docs/adding-an-algorithm.md``)::
 
     python -c "import my_ddpg, algorithms.testing as t; t.check_agent('my_ddpg')"

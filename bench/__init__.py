@@ -17,3 +17,6 @@ it (tests/architecture/test_layers.py checks every import; docs/architecture.md 
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"  # shipped tables: protocols, normalization, published results
+# The order above, lowest first; tests/architecture/test_layers.py holds every import in bench/ to it.
+WINGS = ("core", "records", "plan", "train", "launch", "report", "tune", "cli")
+CORE_MODULES = ("jobs", "plugins")

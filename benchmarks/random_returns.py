@@ -16,7 +16,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from bench.envs import SHORT_NAMES
+from bench.plan.envs import SHORT_NAMES
 
 
 def random_return(env_id: str, episodes: int) -> tuple[float, float, float]:

@@ -6,7 +6,7 @@ per-environment blocks of algorithms/configs/<algo>.yaml, and what the CPU overl
 
 Defaults come from the code (dataclass defaults, then the YAML ``default`` block), and so do the meanings: the help
 text each config field is declared with (``algorithms.config.field``, ``algorithms.fields.shared``).
-tests/test_config_table.py runs the check, so a changed default or a new field fails CI until the page is
+tests/docs/test_config_table.py runs the check, so a changed default or a new field fails CI until the page is
 regenerated (``python scripts/config_table.py --write``).
 """
 

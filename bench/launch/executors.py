@@ -12,7 +12,8 @@ does, one run after the other, for stepping through with a debugger.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+import typing
+from typing import Any, Sequence
 
 from rich.console import Console
 
@@ -23,7 +24,7 @@ from bench.records.state import run_status
 from bench.train.run import INTERRUPTED_EXIT_CODE
 
 
-class Executor(Protocol):
+class Executor(typing.Protocol):
     def launch(self, jobs: Sequence[JobSpec], console: Console) -> int:
         """Run (or submit) ``jobs``; DONE runs are skipped. Returns the command's exit status."""
 

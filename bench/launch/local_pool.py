@@ -28,7 +28,7 @@ def _ignore_stop_signals() -> None:
 
 
 def _pool_entry(job: JobSpec, events: Any, stop: Any) -> dict[str, Any]:
-    return run_one(job, reporter=events.put, stop_requested=stop.is_set)
+    return run_one(job, on_event=events.put, stop_requested=stop.is_set)
 
 
 class _StopForwarder:

@@ -61,7 +61,7 @@ class RunTask(submitit.helpers.Checkpointable):
     def __call__(self, job: JobSpec) -> dict[str, Any]:
         from bench.train.run import run_one  # here, not at import: `bench status` reads the queue without torch
 
-        summary = run_one(job, reporter=_log_event)
+        summary = run_one(job, on_event=_log_event)
         if summary["status"] == Outcome.INTERRUPTED and PREEMPT_SIGNAL in summary.get("signals", ()):
             # The checkpoint is written and run_one has put submitit's handler back: let it requeue this task.
             signal.raise_signal(getattr(signal, PREEMPT_SIGNAL))

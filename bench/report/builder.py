@@ -76,7 +76,7 @@ def _sections(collected: Collected, out: Path, options: ReportOptions, report: R
     norm = normalize.normalization(collected.evals, options.normalize)
     evals = normalize.add_scores(collected.evals, norm)
     runs = normalize.add_scores(collected.runs, norm, column="final_return")
-    colors = plots.palette(runs["label"].unique())
+    colors = plots.palette(runs["label"].unique(), stats.label_algos(runs))
     selection = stats.select_runs(runs, options.include_incomplete)
     report.notes += selection.notes
     sections = {"normalization": norm.description}
@@ -163,11 +163,11 @@ def _per_env_section(runs, evals, options, colors, out, report) -> str:
     (out / "final_returns.md").write_text(table.markdown())
     (out / "final_returns.tex").write_text(table.latex())
     report.files += [out / "final_returns.csv", out / "final_returns.md", out / "final_returns.tex"]
-    rows = [row for label in summary["label"].unique() for env in summary["env_id"].unique()
-            for row in published.matching(label.split(" ")[0], env)]
+    rows = [row for algo in summary["algo"].unique() for env in summary["env_id"].unique()
+            for row in published.matching(algo, env)]
     sources = "\n".join(f"- **{name}**: {source['citation']}. Protocol: {source['protocol']}."
                         for name, source in published.sources.items() if any(row.source == name for row in rows))
-    for algo in stats.ordered({label.split(" ")[0] for label in summary["label"]}):
+    for algo in stats.ordered(summary["algo"].unique()):
         if not any(row.algo == algo for row in published.results):
             report.notes.append(f"no published per-env numbers for {algo} in bench/data/published.yaml")
     published_note = (f"The published column (bench/data/published.yaml, version {published.version}) lists "
@@ -194,14 +194,14 @@ def _cost_section(runs, colors, out, report) -> str:
 def _aggregate_frame(points: dict, cis: dict) -> pd.DataFrame:
     return pd.DataFrame([{"label": label, "metric": metric, "estimate": points[label][i],
                           "ci_low": cis[label][0][i], "ci_high": cis[label][1][i]}
-                         for label in stats.ordered(points) for i, metric in enumerate(stats.AGGREGATES)])
+                         for label in points for i, metric in enumerate(stats.AGGREGATES)])
 
 
 def _aggregate_markdown(frame: pd.DataFrame) -> str:
     cells = frame.assign(value=lambda f: f.apply(lambda r: f"{r.estimate:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
                                                  axis=1))
     wide = cells.pivot(index="label", columns="metric", values="value")
-    wide = wide.loc[stats.ordered(wide.index), list(stats.AGGREGATES)].reset_index()
+    wide = wide.loc[list(dict.fromkeys(frame["label"])), list(stats.AGGREGATES)].reset_index()
     return _table_markdown(wide.rename(columns={"label": "algorithm"}))
 
 

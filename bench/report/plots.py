@@ -7,7 +7,7 @@ in the colour-blind palette, anything else takes the next free slot in name orde
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -21,20 +21,28 @@ STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.font
          "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
 
 
-def palette(labels: Sequence[str]) -> dict[str, tuple]:
-    """label -> colour. A known algorithm (or the first, by name, of its variants ``sdac (suite)``) has its
-    fixed slot; other labels take the spare slots 6-9, then unused known slots, in name order."""
+def palette(labels: Sequence[str], algo_of: Mapping[str, str] | None = None) -> dict[str, tuple]:
+    """label -> colour, in display order (every figure draws its labels in this order). A known algorithm (or the
+    first, by name, of its variants; ``algo_of`` maps a variant's label to its algorithm) has its fixed slot;
+    other labels take the spare slots 6-9, then unused known slots, in name order."""
     colours = sns.color_palette("colorblind", 10)
+    algo_of = algo_of or {}
     slots: dict[str, int] = {}
     for label in sorted(labels):
-        base = label.split(" ")[0]
+        base = algo_of.get(label, label)
         if base in KNOWN_ORDER and KNOWN_ORDER.index(base) not in slots.values():
             slots[label] = KNOWN_ORDER.index(base)
     spare = [i for i in range(len(colours)) if i >= len(KNOWN_ORDER)]
     spare += [i for i in range(len(KNOWN_ORDER)) if i not in slots.values()]
     for number, label in enumerate(sorted(set(labels) - set(slots))):
         slots[label] = spare[number % len(spare)]
-    return {label: colours[slot] for label, slot in slots.items()}
+    return {label: colours[slots[label]] for label in ordered(labels, algo_of)}
+
+
+def in_order(labels, colors: Mapping[str, tuple]) -> list[str]:
+    """``labels`` in the display order that :func:`palette` gave ``colors``."""
+    present = set(labels)
+    return [label for label in colors if label in present]
 
 
 def save(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
@@ -48,7 +56,7 @@ def save(fig: plt.Figure, folder: Path, name: str) -> list[Path]:
 
 def aggregates(points: dict, cis: dict, metric_names: Sequence[str], colors: dict, xlabel: str) -> plt.Figure:
     with plt.rc_context(STYLE | {"axes.grid": False}):
-        labels = ordered(points)[::-1]  # rliable draws the first label at the bottom
+        labels = in_order(points, colors)[::-1]  # rliable draws the first label at the bottom
         row_height = 0.45
         # The label's y is a fraction of the figure height (row_height x labels): keep it ~0.5 inch below the axes,
         # under the tick labels, however many algorithms there are.
@@ -78,7 +86,7 @@ def profiles(profile: dict, cis: dict, taus: np.ndarray, colors: dict, xlabel: s
         plot_utils.plot_performance_profiles(profile, taus, performance_profile_cis=cis, colors=colors, ax=ax,
                                              xlabel=xlabel, ylabel="Fraction of runs with score > τ",
                                              labelsize="medium", ticklabelsize="small")
-        ax.legend(handles=_handles(ordered(profile), colors), loc="upper right", frameon=False)
+        ax.legend(handles=_handles(in_order(profile, colors), colors), loc="upper right", frameon=False)
     return fig
 
 
@@ -109,7 +117,7 @@ def env_panels(env_curves: dict, colors: dict, x_scale: float = 1e-3, xlabel: st
             ax.set(title=env, xlabel=xlabel, ylabel="return")
         for ax in list(axes.flat)[len(envs):]:
             ax.set_visible(False)
-        labels = ordered({label for per_label in env_curves.values() for label in per_label})
+        labels = in_order({label for per_label in env_curves.values() for label in per_label}, colors)
         fig.legend(handles=_handles(labels, colors), loc="lower center", ncol=min(6, len(labels)), frameon=False,
                    bbox_to_anchor=(0.5, -0.02 - 0.02 * rows))
         fig.tight_layout()
@@ -122,7 +130,7 @@ def cost_bars(cost, colors: dict) -> plt.Figure:
               ("sps", "sps_min", "sps_max", "env steps / s"),
               ("memory_mb", "memory_min", "memory_max", None)]
     envs = sorted(cost["env_id"].unique())
-    labels = ordered(cost["label"].unique())
+    labels = in_order(cost["label"].unique(), colors)
     width = 0.8 / len(labels)
     memory_label = cost["memory_kind"].iloc[0] if len(cost) else "memory (MB)"
     with plt.rc_context(STYLE | {"axes.grid": False}):
@@ -144,7 +152,7 @@ def cost_bars(cost, colors: dict) -> plt.Figure:
 
 
 def _draw_bands(ax, grids: dict, points: dict, cis: dict, colors: dict, x_scale: float) -> None:
-    for label in ordered(points):
+    for label in in_order(points, colors):
         x = np.asarray(grids[label]) * x_scale
         ax.plot(x, points[label], color=colors[label], label=label, linewidth=1.6)
         lower, upper = cis[label]

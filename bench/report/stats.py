@@ -18,6 +18,8 @@ import itertools
 import warnings
 from dataclasses import dataclass, field
 
+from typing import Mapping
+
 import numpy as np
 import pandas as pd
 from rliable import library as rly
@@ -28,19 +30,27 @@ AGGREGATES = ("IQM", "Mean", "Median", "Optimality Gap")
 KNOWN_ORDER = ("sac", "sdac", "dpmd", "dacer", "dacer2", "cpql")  # the order of tables, legends and colours
 
 
-def ordered(labels) -> list[str]:
-    """Known algorithms first in KNOWN_ORDER (variants ``algo (suite)`` beside their algorithm), then the rest."""
+def ordered(labels, algo_of: Mapping[str, str] | None = None) -> list[str]:
+    """Known algorithms first in KNOWN_ORDER, then the rest by name; a variant (``algo_of`` maps its label to its
+    algorithm, see :func:`label_algos`) stands beside its algorithm. Without ``algo_of`` labels are algorithms."""
+    algo_of = algo_of or {}
+
     def key(label: str) -> tuple:
-        base = label.split(" ")[0]
+        base = algo_of.get(label, label)
         return (KNOWN_ORDER.index(base) if base in KNOWN_ORDER else len(KNOWN_ORDER), base, label)
     return sorted(set(labels), key=key)
+
+
+def label_algos(frame: pd.DataFrame) -> dict[str, str]:
+    """label -> algorithm, from a collected table's ``label`` and ``algo`` columns."""
+    return dict(zip(frame["label"], frame["algo"]))
 
 
 # Two statistics are evaluated thousands of times per report (once per bootstrap replicate), and rliable's
 # versions loop in Python: metrics.probability_of_improvement calls scipy's Mann-Whitney test once per task
 # (7,500 calls for 6 algorithms x 5 envs x 100 replicates: most of a report's time), and an IQM curve calls
 # metrics.aggregate_iqm once per grid point. These are the same quantities in one array operation each;
-# tests/test_report.py checks them against rliable's functions. Bootstrapping is rliable's.
+# tests/report/test_report.py checks them against rliable's functions. Bootstrapping is rliable's.
 
 def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
     """P(X > Y) per task (Mann-Whitney U / (n_x n_y), ties count 1/2), averaged over tasks: rliable's
@@ -82,7 +92,7 @@ def select_runs(runs: pd.DataFrame, include_incomplete: bool = False) -> Selecti
     elif (~runs["complete"]).any():
         notes.append(f"{int((~runs['complete']).sum())} incomplete run(s) included with their last evaluation "
                      f"as final score (--include-incomplete)")
-    labels = ordered(pool["label"].unique())
+    labels = ordered(pool["label"].unique(), label_algos(pool))
     per_label_tasks = [set(pool.loc[pool["label"] == label, "env_id"]) for label in labels]
     tasks = sorted(set.intersection(*per_label_tasks)) if per_label_tasks else []
     dropped = sorted(set(pool["env_id"]) - set(tasks))
@@ -103,8 +113,9 @@ def select_runs(runs: pd.DataFrame, include_incomplete: bool = False) -> Selecti
     for task in tasks:  # a final score is the last evaluation, whatever the budget: say when budgets differ
         steps = selected[selected["env_id"] == task].groupby("label")["last_step"].agg(["min", "max"])
         if len(steps) and steps["min"].min() != steps["max"].max():
+            order = ordered(steps.index, label_algos(selected))
             detail = ", ".join(f"{label} {int(low)}" if low == high else f"{label} {int(low)}-{int(high)}"
-                               for label, (low, high) in steps.loc[ordered(steps.index)].iterrows())
+                               for label, (low, high) in steps.loc[order].iterrows())
             notes.append(f"{task}: final evaluations at different env steps ({detail}); the final scores compare "
                          f"different budgets")
     return Selection(selected, labels, tasks, notes)
@@ -198,8 +209,9 @@ def aggregate_estimates(scores: dict[str, np.ndarray], reps: int, seed: int) -> 
 
 
 def improvement_probabilities(scores: dict[str, np.ndarray], reps: int, seed: int) -> tuple[dict, dict]:
-    """P(X > Y) for every pair of labels, keyed "X,Y" (rliable's convention)."""
-    pairs = {f"{x},{y}": (scores[x], scores[y]) for x, y in itertools.combinations(ordered(scores), 2)}
+    """P(X > Y) for every pair of labels in the order of ``scores`` (X before Y), keyed "X,Y" (rliable's
+    convention)."""
+    pairs = {f"{x},{y}": (scores[x], scores[y]) for x, y in itertools.combinations(scores, 2)}
     if not pairs:
         return {}, {}
     return interval_estimates(pairs, probability_of_improvement, reps, seed)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from bench.report.references import PublishedTable
-from bench.report.stats import mean_ci, ordered
+from bench.report.stats import label_algos, mean_ci, ordered
 
 ERROR_KINDS = ("ci", "std")
 
@@ -56,18 +57,18 @@ def final_returns(runs: pd.DataFrame, error: str = "ci") -> pd.DataFrame:
     if error not in ERROR_KINDS:
         raise ValueError(f"unknown table error {error!r}; valid choices: {', '.join(ERROR_KINDS)}")
     rows = []
-    for (env, label), group in runs.groupby(["env_id", "label"]):
+    for (env, label, algo), group in runs.groupby(["env_id", "label", "algo"]):
         values = group["final_return"].to_numpy(dtype=float)
         mean, lower, upper = mean_ci(values)
-        rows.append({"env_id": env, "label": label, "n": len(values), "mean": mean,
+        rows.append({"env_id": env, "label": label, "algo": algo, "n": len(values), "mean": mean,
                      "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
                      "ci_low": lower, "ci_high": upper})
-    return pd.DataFrame(rows, columns=["env_id", "label", "n", "mean", "std", "ci_low", "ci_high"])
+    return pd.DataFrame(rows, columns=["env_id", "label", "algo", "n", "mean", "std", "ci_low", "ci_high"])
 
 
 def final_returns_table(summary: pd.DataFrame, error: str, published: PublishedTable | None = None) -> TextTable:
     """Rows = envs, columns = algorithms (+ published numbers for the same env family); best mean in bold."""
-    labels = ordered(summary["label"].unique())
+    labels = ordered(summary["label"].unique(), label_algos(summary))
     envs = sorted(summary["env_id"].unique())
     header = ["env", *labels] + (["published (source)"] if published else [])
     kind = "95% CI (Student t over seeds)" if error == "ci" else "std over seeds"
@@ -86,7 +87,7 @@ def final_returns_table(summary: pd.DataFrame, error: str, published: PublishedT
                        else f"{cell['mean']:.1f} [{int(cell['n'])}]")
             means.append(cell["mean"])
         if published:
-            row.append(_published_cell(published, labels, env))
+            row.append(_published_cell(published, summary["algo"].unique(), env))
         best = int(np.argmax(means))
         if np.isfinite(means[best]) and sum(np.isfinite(means)) > 1:
             table.bold.add((r, 1 + best))
@@ -94,11 +95,11 @@ def final_returns_table(summary: pd.DataFrame, error: str, published: PublishedT
     return table
 
 
-def _published_cell(published: PublishedTable, labels: list[str], env_id: str) -> str:
+def _published_cell(published: PublishedTable, algos: Sequence[str], env_id: str) -> str:
     """``sac: 6427 ± 804 (dacer_paper), 4616 ± 1354 (zoo); dacer: ...``: the sources' protocols are listed
     under the table (env version, budget, seeds, metric)."""
     parts = []
-    for algo in ordered({label.split(" ")[0] for label in labels}):
+    for algo in ordered(algos):
         rows = published.matching(algo, env_id)
         if rows:
             parts.append(f"{algo}: " + ", ".join(f"{_short(row.mean)} ± {_short(row.error)} ({row.source})"
@@ -116,9 +117,9 @@ def cost(runs: pd.DataFrame) -> pd.DataFrame:
     on_gpu = done["cuda_reserved_peak_mb"].notna().any()
     memory_column = "cuda_reserved_peak_mb" if on_gpu else "rss_peak_mb"
     rows = []
-    for (env, label), group in done.groupby(["env_id", "label"]):
+    for (env, label, algo), group in done.groupby(["env_id", "label", "algo"]):
         rows.append({
-            "env_id": env, "label": label, "n": len(group),
+            "env_id": env, "label": label, "algo": algo, "n": len(group),
             "hours": group["hours"].median(), "hours_min": group["hours"].min(), "hours_max": group["hours"].max(),
             "sps": group["sps"].median(), "sps_min": group["sps"].min(), "sps_max": group["sps"].max(),
             "updates_per_s": group["updates_per_s"].median(),
@@ -132,7 +133,7 @@ def cost(runs: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    rank = {label: i for i, label in enumerate(ordered(frame["label"]))}
+    rank = {label: i for i, label in enumerate(ordered(frame["label"], label_algos(frame)))}
     return frame.sort_values(["env_id", "label"], key=lambda c: c.map(rank) if c.name == "label" else c,
                              ignore_index=True)
 

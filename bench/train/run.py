@@ -16,14 +16,14 @@ from bench.records import lock
 from bench.records.csvlog import truncate_csv
 from bench.records.manifest import manifest
 from bench.train import checkpoint
-from bench.train.trainer import STOP_SIGNALS, EvalHook, Reporter, RunInterrupted, RunPruned, StopSignals, Trainer
+from bench.train.trainer import STOP_SIGNALS, EvalHook, EventSink, RunInterrupted, RunPruned, StopSignals, Trainer
 
 __all__ = ["run_one", "INTERRUPTED_EXIT_CODE", "STOP_SIGNALS"]
 
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later" - what a launcher should requeue
 
 
-def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Callable[[], bool] | None = None,
+def run_one(job: JobSpec, on_event: EventSink | None = None, stop_requested: Callable[[], bool] | None = None,
             on_eval: EvalHook | None = None) -> dict[str, Any]:
     """Train ``job`` to completion (resuming an interrupted attempt) and record it. A DONE or pruned run is skipped.
 
@@ -32,28 +32,28 @@ def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Call
     directory and reflected in the returned summary's ``status`` (an :class:`~bench.jobs.Outcome`).
     """
     run = job.directory
-    report = _with_job(reporter or (lambda event: None), job.name)
+    emit = _with_job(on_event or (lambda event: None), job.name)
     load_plugins(job.plugins)
     if run.is_done:
         summary = run.read_summary()
-        report({"event": "skipped", "summary": summary})
+        emit({"event": "skipped", "summary": summary})
         return {**summary, "status": Outcome.SKIPPED}
     if run.is_pruned:
-        return _not_run(job, Outcome.PRUNED, report)
+        return _not_run(job, Outcome.PRUNED, emit)
     if stop_requested and stop_requested():
-        return _not_run(job, Outcome.INTERRUPTED, report)
+        return _not_run(job, Outcome.INTERRUPTED, emit)
     run.path.mkdir(parents=True, exist_ok=True)
     if not lock.claim(run):
-        return _not_run(job, Outcome.BUSY, report)
+        return _not_run(job, Outcome.BUSY, emit)
     try:
-        resume_state = prepare_attempt(job, run, report)
+        resume_state = prepare_attempt(job, run, emit)
     except BaseException:
         lock.release(run)
         raise
     signals = StopSignals()
     try:
         with signals:
-            summary = Trainer(job, run, report, resume_state, signals, on_eval).train()
+            summary = Trainer(job, run, emit, resume_state, signals, on_eval).train()
         _record_success(run, summary)
     except RunPruned as pruned:
         summary = _record_pruned(job, run, str(pruned))
@@ -66,26 +66,26 @@ def run_one(job: JobSpec, reporter: Reporter | None = None, stop_requested: Call
             raise
     finally:
         lock.release(run)
-    report({"event": "end", "summary": summary})
+    emit({"event": "end", "summary": summary})
     return summary
 
 
-def _not_run(job: JobSpec, status: Outcome, report: Reporter) -> dict[str, Any]:
+def _not_run(job: JobSpec, status: Outcome, emit: EventSink) -> dict[str, Any]:
     summary = {**job.identity(), "status": status}
-    report({"event": "end", "summary": summary})
+    emit({"event": "end", "summary": summary})
     return summary
 
 
-def _with_job(report: Reporter, name: str) -> Reporter:
-    return lambda event: report({"job": name, **event})
+def _with_job(emit: EventSink, name: str) -> EventSink:
+    return lambda event: emit({"job": name, **event})
 
 
-def prepare_attempt(job: JobSpec, run: RunDir, report: Reporter) -> dict[str, Any] | None:
+def prepare_attempt(job: JobSpec, run: RunDir, emit: EventSink) -> dict[str, Any] | None:
     """Resume state of an earlier attempt (after cleaning its records up to the checkpoint), or None
     after clearing the directory for a fresh start."""
     def notice(message: str) -> None:
         run.note(message)
-        report({"event": "notice", "message": message})
+        emit({"event": "notice", "message": message})
 
     if not run.config_file.exists():
         return _start_over(job, run)

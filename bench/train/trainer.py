@@ -27,7 +27,7 @@ from bench.records.lock import slurm_task_id
 from bench.train import checkpoint, env_state
 from bench.train.replay import ReplayBuffer
 
-Reporter = Callable[[dict[str, Any]], None]
+EventSink = Callable[[dict[str, Any]], None]  # progress events: start, eval, checkpoint, notice, end
 EvalHook = Callable[[int, float], bool]  # (env step, mean eval return) -> True to stop the run now (pruned)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
 
@@ -142,10 +142,10 @@ class MetricAccumulator:
 
 
 class Trainer:
-    def __init__(self, job: JobSpec, run: RunDir, report: Reporter,
+    def __init__(self, job: JobSpec, run: RunDir, emit: EventSink,
                  resume_state: dict[str, Any] | None = None, signals: StopSignals | None = None,
                  on_eval: EvalHook | None = None) -> None:
-        self.job, self.run, self.report, self.on_eval = job, run, report, on_eval
+        self.job, self.run, self.emit, self.on_eval = job, run, emit, on_eval
         self.signals = signals or StopSignals()
         self.protocol: Protocol = cfg.build(Protocol, job.protocol, where=f"{job.name} protocol")
         self.seeds = RunSeeds.derive(job.seed)
@@ -186,7 +186,7 @@ class Trainer:
     # The loop ---------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
         p = self.protocol
-        self.report({"event": "start", "step": self.step, "total": p.total_steps})
+        self.emit({"event": "start", "step": self.step, "total": p.total_steps})
         # A checkpoint is taken after the evaluation due at its step, so a resumed run skips that one.
         pending_evals = iter([s for s in p.eval_steps if s > self.step or (s == self.step and not self.resumed)])
         next_eval = next(pending_evals, None)
@@ -260,7 +260,7 @@ class Trainer:
         self.train_log.append(row)
         self.last_logged_step = self.step
         self._heartbeat()
-        self.report({"event": "progress", "step": self.step, "sps": sps, "total": self.protocol.total_steps})
+        self.emit({"event": "progress", "step": self.step, "sps": sps, "total": self.protocol.total_steps})
 
     def evaluate(self) -> None:
         returns, lengths = self.clock.timed("eval", run_episodes, self.agent, self.eval_envs, self.seeds.eval_env)
@@ -272,7 +272,7 @@ class Trainer:
         }
         self.eval_log.append(row)
         self.eval_returns.append((self.step, row["eval/return_mean"]))
-        self.report({"event": "eval", "step": self.step, "return": row["eval/return_mean"],
+        self.emit({"event": "eval", "step": self.step, "return": row["eval/return_mean"],
                      "total": self.protocol.total_steps})
         if self.on_eval is not None and self.on_eval(self.step, row["eval/return_mean"]):
             self.prune(row["eval/return_mean"])
@@ -352,7 +352,7 @@ class Trainer:
         checkpoint.save(self.run, self.state_dict())
         self.run.heartbeat(self.step, AttemptOutcome.INTERRUPTED if self.signals.received is not None
                            else AttemptOutcome.RUNNING)
-        self.report({"event": "checkpoint", "step": self.step, "seconds": time.perf_counter() - began})
+        self.emit({"event": "checkpoint", "step": self.step, "seconds": time.perf_counter() - began})
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -114,7 +114,7 @@ def test_alpha_moves_toward_the_noise_entropy_target():
 
 
 def test_noise_entropy_fixed_point_is_about_one_for_any_dimension():
-    """Spec §2.5: 0.1 alpha* = sqrt(e^-1.8 / (2 pi e)), so alpha* ~ 0.98 whatever |A| is."""
+    """docs/algorithms.md, SDAC, "α is not a temperature": 0.1 alpha* = sqrt(e^-1.8 / (2 pi e)), so alpha* ~ 0.98 whatever |A| is."""
     alpha_star = 10 * math.sqrt(math.exp(-1.8) / (2 * math.pi * math.e))
     assert alpha_star == pytest.approx(0.98, abs=0.01)
     for act_dim in (1, 3, 17):

@@ -1,4 +1,4 @@
-"""The MultiGoal2D-v0 probe env (bench/probe_env.py) and `bench probe` (bench/probe.py)."""
+"""The MultiGoal2D-v0 probe env (bench/plan/probe_env.py) and `bench probe` (bench/report/probe.py)."""
 
 import gymnasium as gym
 import numpy as np

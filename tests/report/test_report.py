@@ -241,7 +241,7 @@ def test_each_algorithm_keeps_its_colour_whatever_else_is_compared():
 
 
 def test_the_same_scores_and_bootstrap_seed_give_the_same_intervals_whatever_numpy_s_global_state():
-    # rliable draws its resampling indices from np.random: bench.stats seeds it, and restores it afterwards.
+    # rliable draws its resampling indices from np.random: bench.report.stats seeds it, and restores it afterwards.
     rng = np.random.default_rng(3)
     scores = {"sac": rng.normal(size=(5, 3)), "sdac": rng.normal(size=(5, 3)) + 0.3}
     curves = {label: rng.normal(size=(5, 3, 4)) for label in scores}
