@@ -170,28 +170,35 @@ _SEED_FOLDER = re.compile(r"seed=(-?\d+)")
 
 
 # The suite folder ------------------------------------------------------------------------------------------
-class SuiteDir:
+class _Folder:
+    """A folder of results, equal to another of its kind at the same path (usable as a dict key and as a path)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.path == other.path  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+
+class SuiteDir(_Folder):
     """``results/<suite>/``: the runs of one suite and what is written about them as a whole."""
 
     SWEEP_FILE = "sweep.yaml"
     SLURM_FOLDER = "slurm"
     REPORT_FOLDER = "report"
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-
     @classmethod
     def at(cls, results_root: Path | str, suite: str) -> "SuiteDir":
         return cls(Path(results_root) / suite)
-
-    def __repr__(self) -> str:
-        return f"SuiteDir({str(self.path)!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SuiteDir) and self.path == other.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
 
     @property
     def name(self) -> str:
@@ -224,7 +231,12 @@ class SuiteDir:
 
 
 # The run folder --------------------------------------------------------------------------------------------
-class RunDir:
+def _named(*parts: str) -> property:
+    """A path below the run folder, as a read-only attribute."""
+    return property(lambda self: self.path.joinpath(*parts))
+
+
+class RunDir(_Folder):
     """``results/<suite>/<algo>/<env_id>/seed=<k>/``: its files by name, its identity, its attempts."""
 
     CONFIG = "config.yaml"
@@ -247,7 +259,7 @@ class RunDir:
     RECORD_FOLDERS = (CHECKPOINT_FOLDER, REPLAY_FOLDER)
 
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         # Identity from the layout, parsed once; config.yaml (when readable) is the authority over it.
         match = _SEED_FOLDER.fullmatch(self.path.name)
         self.seed = int(match[1]) if match else -1
@@ -259,18 +271,6 @@ class RunDir:
     @classmethod
     def at(cls, results_root: Path | str, suite: str, algo: str, env_id: str, seed: int) -> "RunDir":
         return SuiteDir.at(results_root, suite).run(algo, env_id, seed)
-
-    def __repr__(self) -> str:
-        return f"RunDir({str(self.path)!r})"
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RunDir) and self.path == other.path
-
-    def __hash__(self) -> int:
-        return hash(self.path)
 
     @property
     def name(self) -> str:
@@ -286,22 +286,22 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
-    config_file = property(lambda self: self.path / RunDir.CONFIG)
-    manifest_file = property(lambda self: self.path / RunDir.MANIFEST)
-    train_log = property(lambda self: self.path / RunDir.TRAIN_LOG)
-    eval_log = property(lambda self: self.path / RunDir.EVAL_LOG)
-    summary_file = property(lambda self: self.path / RunDir.SUMMARY)
-    error_file = property(lambda self: self.path / RunDir.ERROR)
-    attempts_file = property(lambda self: self.path / RunDir.ATTEMPTS)
-    notes_file = property(lambda self: self.path / RunDir.NOTES)
-    lock_file = property(lambda self: self.path / RunDir.LOCK)
-    done_marker = property(lambda self: self.path / RunDir.DONE_MARKER)
-    pruned_marker = property(lambda self: self.path / RunDir.PRUNED_MARKER)
-    checkpoint_info = property(lambda self: self.path / RunDir.CHECKPOINT_INFO)
-    checkpoint_dir = property(lambda self: self.path / RunDir.CHECKPOINT_FOLDER)
-    last_checkpoint = property(lambda self: self.path / RunDir.CHECKPOINT_FOLDER / "last.pt")
-    previous_checkpoint = property(lambda self: self.path / RunDir.CHECKPOINT_FOLDER / "prev.pt")
-    replay_dir = property(lambda self: self.path / RunDir.REPLAY_FOLDER)
+    config_file = _named(CONFIG)
+    manifest_file = _named(MANIFEST)
+    train_log = _named(TRAIN_LOG)
+    eval_log = _named(EVAL_LOG)
+    summary_file = _named(SUMMARY)
+    error_file = _named(ERROR)
+    attempts_file = _named(ATTEMPTS)
+    notes_file = _named(NOTES)
+    lock_file = _named(LOCK)
+    done_marker = _named(DONE_MARKER)
+    pruned_marker = _named(PRUNED_MARKER)
+    checkpoint_info = _named(CHECKPOINT_INFO)
+    checkpoint_dir = _named(CHECKPOINT_FOLDER)
+    last_checkpoint = _named(CHECKPOINT_FOLDER, "last.pt")
+    previous_checkpoint = _named(CHECKPOINT_FOLDER, "prev.pt")
+    replay_dir = _named(REPLAY_FOLDER)
 
     # Final markers -----------------------------------------------------------------------------------
     @property
