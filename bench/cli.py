@@ -20,6 +20,7 @@ from bench.jobs import DEFAULT_PROTOCOL, RESULTS_ENV_VAR, RunState, default_resu
 from bench.plan import layers
 from bench.plan import spec as sweep_specs
 from bench.plan.expand import Execution
+from bench.plan.presets import DEFAULT_PRESET, available_presets, load_preset
 from bench.plan.protocols import available_protocols, load_protocol
 from bench.plan.spec import EXECUTORS
 from bench.plugins import PLUGIN_ENV_VAR
@@ -83,7 +84,9 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envs", help="comma-separated env short names or Gymnasium ids")
     parser.add_argument("--seeds", help="count (10 -> 0..9), list (3,5,7) or range (0-4) (default: 1)")
     parser.add_argument("--suite", help="results/<suite>/... (default: default; with a spec: its name)")
-    parser.add_argument("--protocol", help=f"protocol name or YAML path (default: {DEFAULT_PROTOCOL})")
+    parser.add_argument("--preset", help=f"preset name or YAML path: a paper's protocol and per-algorithm settings "
+                        f"(default: {DEFAULT_PRESET}; none: every algorithm at its defaults; see `bench list`)")
+    parser.add_argument("--protocol", help="protocol name or YAML path (default: the preset's)")
     parser.add_argument("--steps", type=int, help="total env steps (protocol total_steps)")
     parser.add_argument("--env-version", help="version for short env names, e.g. v4")
     parser.add_argument("--results-dir", type=Path,
@@ -132,6 +135,7 @@ def _protocol_flags(args: argparse.Namespace) -> dict[str, Any]:
 def _requested_sweep(args: argparse.Namespace, command_name: str, plugins: Sequence[str] = ()):
     return sweep_specs.from_request(
         args.spec, algos=args.algos, envs=args.envs, seeds=args.seeds, suite=args.suite, protocol=args.protocol,
+        preset=args.preset,
         executor=getattr(args, "executor", None), profile=getattr(args, "profile", None), plugins=plugins,
         command=command_name)
 
@@ -139,6 +143,7 @@ def _requested_sweep(args: argparse.Namespace, command_name: str, plugins: Seque
 # bench run ------------------------------------------------------------------------------------------------
 @command("run")
 def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> int:
+    from bench.launch.preview import preview
     from bench.launch.resolve import resolve_placement
     from bench.launch.sweep import planned_actions, start_sweep
 
@@ -150,10 +155,38 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     command_line = layers.from_command_line(args.config, _protocol_flags(args), args.override)
     execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv))
     jobs = sweep.expand(results_root, command_line, execution)
+    _print_plan(preview(jobs), console)
     if args.dry_run:
         console.print(_dry_run_table(planned_actions(jobs)))
         return 0
     return start_sweep(sweep, jobs, placement, console, args.overwrite, [path.resolve() for path in args.config])
+
+
+def _print_plan(plan, console: Console) -> None:
+    table = Table(title="plan: per run (the seeds of a row share its config)")
+    for column in ("algo", "env", "seeds", "preset / protocol", "env steps", "updates", "CPU-h per run",
+                   "replay", "changed from the algorithm's defaults"):
+        table.add_column(column, justify="right" if column in ("seeds", "env steps", "updates", "CPU-h per run")
+                         else "left")
+    for group in plan.groups:
+        hours = "?" if group.cpu_hours is None else f"{'' if group.measured_config else '~'}{group.cpu_hours:,.2f}"
+        changed = ", ".join(f"{key}={_short(value)}" for key, (_, value) in group.changed.items()) or "-"
+        table.add_row(group.algo, group.env_id, str(group.seeds), f"{group.preset} / {group.protocol_name}",
+                      f"{group.env_steps:,}", f"{group.updates:,}", hours, f"{group.replay_gb:.2f} GB", changed)
+    console.print(table)
+    console.print(f"estimated total: {plan.total_cpu_hours:,.1f} CPU-hours at one thread on the reference machine "
+                  f"(bench/data/update_costs.yaml; ~: the config differs from the measured defaults)",
+                  highlight=False, soft_wrap=True)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "x".join(map(str, value))
+    return str(value)
 
 
 def _dry_run_table(actions: list) -> Table:
@@ -227,14 +260,22 @@ def command_list(args: argparse.Namespace, argv: list[str], console: Console) ->
     envs.add_column("id")
     for short, env_id in SHORT_NAMES.items():
         envs.add_row(short, env_id)
-    protocols = Table(title=f"protocols (default: {DEFAULT_PROTOCOL})")
+    presets = Table(title=f"presets (default: {DEFAULT_PRESET}; docs/protocols.md#presets)")
+    for column in ("name", "protocol", "configures", "description"):
+        presets.add_column(column)
+    for name in available_presets():
+        preset = load_preset(name)
+        presets.add_row(name, preset.protocol or DEFAULT_PROTOCOL,
+                        ", ".join(sorted({*preset.algorithms, *(a for s in preset.env_algorithms.values() for a in s)}))
+                        or "-", preset.description)
+    protocols = Table(title="protocols")
     for column in ("name", "steps", "eval every x episodes", "warm-up", "n_envs", "utd"):
         protocols.add_column(column)
     for name in available_protocols():
         p = load_protocol(name)
         protocols.add_row(name, f"{p.total_steps:,}", f"{p.eval_every:,} x {p.eval_episodes}",
                           f"{p.warmup_steps:,}", str(p.n_envs), f"{p.utd:g}")
-    for table in (algos, envs, protocols):
+    for table in (algos, envs, presets, protocols):
         console.print(table)
     return 0
 
@@ -284,6 +325,8 @@ def command_report(args: argparse.Namespace, argv: list[str], console: Console) 
     with console.status(f"reporting on {', '.join(map(str, args.paths))} ({reps} bootstrap replications)"):
         report = reporting.make_report(args.paths, out, options)
     _print_skipped(report.skipped, console)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for note in report.notes:
         console.print(f"[dim]note:[/] {note}", highlight=False, soft_wrap=True)
     console.print(f"report: {report.markdown}  ({len(report.files)} files in {report.seconds:.1f} s)",
@@ -350,7 +393,8 @@ def _tune_parser(commands) -> None:
     tune.add_argument("--executor", choices=("local", "slurm"), default="local",
                       help="local: worker processes here (default); slurm: a worker array, submit and exit")
     tune.add_argument("--profile", type=Path, metavar="FILE", help="cluster profile YAML for --executor slurm")
-    tune.add_argument("--protocol", default=DEFAULT_PROTOCOL, help=f"protocol (default: {DEFAULT_PROTOCOL})")
+    tune.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name or YAML path (default: {DEFAULT_PRESET})")
+    tune.add_argument("--protocol", help="protocol name or YAML path (default: the preset's)")
     tune.add_argument("--steps", type=int, help="env steps per run")
     tune.add_argument("--eval-every", type=int, help="env steps between evaluations (= between pruning decisions)")
     tune.add_argument("--eval-episodes", type=int, help="episodes per evaluation")
@@ -395,7 +439,7 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
     placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers)
     settings = tune_settings.from_request(
         algo=args.algo, envs=args.env, seeds=args.seeds, trials=args.trials, study=study_name, storage=storage,
-        study_dir=study_dir, protocol=args.protocol, protocol_overrides=_protocol_flags(args), config_files=args.config,
+        study_dir=study_dir, preset=args.preset, protocol=args.protocol, protocol_overrides=_protocol_flags(args), config_files=args.config,
         overrides=args.override, search=args.search, pruner=args.pruner, pruner_startup=args.pruner_startup,
         pruner_warmup=args.pruner_warmup, sampler_seed=args.sampler_seed, startup_trials=args.startup_trials,
         device=placement.device, torch_threads=placement.threads, plugins=plugins, argv=("bench", *argv))

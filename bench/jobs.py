@@ -433,6 +433,7 @@ class JobSpec:
     agent_config: dict[str, Any]
     run_dir: str
     protocol_name: str = DEFAULT_PROTOCOL
+    preset: str | None = None  # the preset the config was planned under (a name; not part of the identity)
     device: str = "cpu"
     torch_threads: int = 1
     argv: tuple[str, ...] = field(default_factory=tuple)
@@ -453,7 +454,8 @@ class JobSpec:
     def resolved_config(self) -> dict[str, Any]:
         """What config.yaml holds: identity, protocol, the algorithm's full config, execution settings."""
         return {
-            **self.identity(), "protocol_name": self.protocol_name, "protocol": dict(self.protocol),
+            **self.identity(), "preset": self.preset, "protocol_name": self.protocol_name,
+            "protocol": dict(self.protocol),
             "agent": dict(self.agent_config),
             "execution": {"device": self.device, "torch_threads": self.torch_threads,
                           "checkpoint_every": self.checkpoint_every},

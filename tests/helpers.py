@@ -25,8 +25,9 @@ def bench_cli(*args: str, results_dir: Path, timeout: int = 600, env: dict | Non
                           timeout=timeout, env=full_env)
 
 
-# A run small enough for a unit test: Pendulum, 300 env steps, evaluation every 100 steps over 2 episodes.
-TINY = ["--protocol", "quick", "--steps", "300", "--warmup", "100", "--eval-every", "100", "--eval-episodes", "2",
+# A run small enough for a unit test: Pendulum, 300 env steps, evaluation every 100 steps over 2 episodes; no
+# preset, so every algorithm runs at its own defaults.
+TINY = ["--preset", "none", "--protocol", "quick", "--steps", "300", "--warmup", "100", "--eval-every", "100", "--eval-episodes", "2",
         "-o", "protocol.log_every=100", "-o", "batch_size=32", "-o", "hidden=32,32", "--threads", "1"]
 
 
@@ -38,14 +39,15 @@ SLURM_DIR = Path(os.environ.get("BENCH_SLURM_DIR", "/tmp/bench-slurm"))
 
 def plan_jobs(algos, envs, seeds, *, suite: str, results_root, protocol: str | None = None,
               protocol_overrides: dict | None = None, overrides=(), config_files=(), checkpoint_every=None,
-              plugins=()):
-    """A grid planned the way `bench run --algos ... --envs ... --config FILE --steps N -o KEY=V` plans it."""
+              plugins=(), preset: str = "none"):
+    """A grid planned the way `bench run --algos ... --envs ... --config FILE --steps N -o KEY=V` plans it; with
+    no preset unless one is named, so that a test sees the algorithms' own defaults."""
     from bench.jobs import DEFAULT_PROTOCOL
     from bench.plan import layers
     from bench.plan.expand import Execution
     from bench.plan.spec import SweepSpec
 
     spec = SweepSpec(name=suite, algos=list(algos), envs=list(envs), seeds=list(seeds),
-                     protocol=protocol or DEFAULT_PROTOCOL, plugins=list(plugins))
+                     protocol=protocol or DEFAULT_PROTOCOL, plugins=list(plugins), preset=preset)
     command_line = layers.from_command_line(config_files, protocol_overrides or {}, overrides)
     return spec.expand(results_root, command_line, Execution(checkpoint_every=checkpoint_every))

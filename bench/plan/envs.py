@@ -6,6 +6,7 @@ full ids (``Ant-v4`` for comparability with the SDAC/DACER papers) are accepted 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -45,7 +46,10 @@ def resolve_env_id(name: str, version: str | None = None) -> str:
 
 
 def _make_single(env_id: str) -> gym.Env:
-    env = gym.make(env_id)
+    with warnings.catch_warnings():
+        # -v4 is chosen on purpose where a paper used it (the sdac-paper preset); Gymnasium's advice to upgrade is noise
+        warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
+        env = gym.make(env_id)
     if not isinstance(env.action_space, gym.spaces.Box):
         raise ConfigError(f"{env_id} has a {type(env.action_space).__name__} action space; only Box is supported")
     return UnitActions(env)
@@ -100,10 +104,11 @@ class RunSeeds:
         return cls(*values)
 
 
-def space_info(env_id: str) -> tuple[int, int]:
-    """(observation dim, action dim) of ``env_id`` without keeping the env around."""
+def space_info(env_id: str) -> tuple[int, int, int]:
+    """(observation dim, action dim, steps of an episode at most) of ``env_id`` without keeping the env around."""
     env = _make_single(env_id)
     try:
-        return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+        limit = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
+        return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape)), int(limit)
     finally:
         env.close()

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import algorithms as algo_base  # lazy: torch loads when an algorithm is first looked up
 from algorithms import config as cfg
 from bench import plugins as plugin_loader
-from bench.jobs import JobSpec, RunDir, config_differences, default_results_root
+from bench.jobs import DEFAULT_PROTOCOL, JobSpec, RunDir, config_differences, default_results_root
 from bench.plan import layers as layering
 from bench.plan.envs import resolve_env_id
 from bench.plan.grid import check_suite_name, unique
-from bench.plan.protocols import load_protocol
+from bench.plan.presets import Preset, load_preset
+from bench.plan.protocols import Protocol, load_protocol
 
 if TYPE_CHECKING:
     from bench.plan.spec import SweepSpec
+
+
+# A config field the harness fills in (algorithms/fields.py): the gradient updates the run's protocol will make, so
+# that an agent can schedule something over its whole run (DACER's entropy regulator).
+PLANNED_UPDATES = "planned_updates"
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,11 @@ def expand(spec: "SweepSpec", later_layers: Sequence[layering.Layer] = (), execu
     check_suite_name(spec.name)
     plugins = plugin_loader.load_plugins(spec.plugins)
     algos = unique("algorithm", [algo_base.get_algorithm(name).name for name in spec.algos])
+    preset = load_preset(spec.preset)
     layers = [*spec.layers(), *later_layers]
-    protocol = load_protocol(spec.protocol, layering.protocol_values(layers, algos))
+    protocol_name, protocol = sweep_protocol(preset, spec.protocol, layering.protocol_values(layers, algos))
     env_ids = unique("environment", [resolve_env_id(env, protocol.env_version) for env in spec.envs])
+    layers = [*preset.layers(env_ids), *layers]
     env_of = _env_layer_ids(layers, env_ids, protocol.env_version)
     protocol_dict = cfg.to_dict(protocol)
     _check_checkpoint_every(execution.checkpoint_every, protocol.n_envs)
@@ -52,15 +60,27 @@ def expand(spec: "SweepSpec", later_layers: Sequence[layering.Layer] = (), execu
     for algo in algos:
         for env_id in env_ids:
             values = layering.algo_values(layers, algos, env_id, env_of)[algo]
+            if PLANNED_UPDATES in algo_base.config_keys(algo):
+                values.setdefault(PLANNED_UPDATES, protocol.planned_updates)
             agent_config = cfg.to_dict(algo_base.resolve_config(algo, env_id, values))
             for seed in spec.seeds:
                 jobs.append(JobSpec(
                     algo=algo, env_id=env_id, seed=int(seed), suite=spec.name, protocol=protocol_dict,
                     agent_config=agent_config, run_dir=str(RunDir.at(root, spec.name, algo, env_id, seed).path),
-                    protocol_name=spec.protocol, device=execution.device, torch_threads=execution.torch_threads,
-                    argv=tuple(execution.argv), plugins=tuple(plugins), checkpoint_every=execution.checkpoint_every,
+                    protocol_name=protocol_name, preset=preset.name, device=execution.device,
+                    torch_threads=execution.torch_threads, argv=tuple(execution.argv), plugins=tuple(plugins),
+                    checkpoint_every=execution.checkpoint_every,
                 ))
     return jobs
+
+
+def sweep_protocol(preset: Preset, protocol: str | None, overrides: Mapping[str, Any]) -> tuple[str, Protocol]:
+    """The protocol a sweep names (``--protocol``, a spec's ``protocol:``), else its preset's; the preset's changes
+    to its protocol apply when that is the protocol run; then ``overrides`` (the layers' protocol values). Returns
+    its name and the resolved protocol."""
+    name = protocol or preset.protocol or DEFAULT_PROTOCOL
+    base = dict(preset.protocol_overrides) if name == preset.protocol else {}
+    return name, load_protocol(name, {**base, **overrides})
 
 
 def _env_layer_ids(layers: Sequence[layering.Layer], env_ids: Sequence[str], version: str | None) -> dict[str, str]:

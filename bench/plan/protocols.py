@@ -42,6 +42,14 @@ class Protocol:
             cfg.check(value % self.n_envs == 0, f"{key}={value} must be a multiple of n_envs={self.n_envs}")
 
     @property
+    def planned_updates(self) -> int:
+        """Gradient updates of a whole run: ``utd * n_envs`` per vector step once the warm-up is in the buffer,
+        whole updates only (bench.train.trainer.Trainer.train_step accumulates the same credit)."""
+        vector_steps = max(0, self.total_steps // self.n_envs - self.warmup_steps // self.n_envs)
+        credit = vector_steps * self.utd * self.n_envs
+        return int(credit + 1e-9)  # 0.2 * 5 summed in floats can land a hair under a whole number
+
+    @property
     def eval_steps(self) -> list[int]:
         """Env steps at which an evaluation row is written: the whole schedule, including the final step."""
         steps = list(range(self.eval_every, self.total_steps + 1, self.eval_every))

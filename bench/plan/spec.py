@@ -6,7 +6,8 @@ and where it runs. ``bench run sweeps/x.yaml`` and the flag form ``bench run --a
     algos: [sac, sdac]
     envs: [Pendulum, InvertedPendulum]
     seeds: 2                         # count (0..1), list [3, 5] or range "0-4"
-    protocol: quick                  # name or YAML path
+    preset: sdac-paper               # name or YAML path (default: sdac-paper; `none`: no preset)
+    protocol: quick                  # name or YAML path (default: the preset's protocol)
     config: [../algorithms/configs/cpu-smoke.yaml]   # override files (as --config), relative to this file
     overrides:                       # inline, same shape as a --config file, applied after it
       protocol: {total_steps: 5000}
@@ -27,11 +28,12 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from algorithms.config import ConfigError, read_yaml
-from bench.jobs import DEFAULT_PROTOCOL, JobSpec, SuiteDir, write_yaml
+from bench.jobs import JobSpec, SuiteDir, write_yaml
 from bench.plan import layers
 from bench.plan.expand import Execution, expand
 from bench.plan.grid import parse_seeds, split_names
 from bench.plan.layers import Layer
+from bench.plan.presets import DEFAULT_PRESET
 from bench.plugins import is_plugin_file
 
 EXECUTORS = ("local", "slurm", "debug")
@@ -43,7 +45,8 @@ class SweepSpec:
     algos: list[str]
     envs: list[str]
     seeds: list[int]
-    protocol: str = DEFAULT_PROTOCOL
+    preset: str = DEFAULT_PRESET
+    protocol: str | None = None  # None: the preset's
     config: list[str] = field(default_factory=list)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     env_overrides: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -95,7 +98,9 @@ def load_spec(path: Path | str) -> SweepSpec:
         algos=split_names(_names(data["algos"], "algos", where)),
         envs=split_names(_names(data["envs"], "envs", where)),
         seeds=_seeds(data.get("seeds", 1), where),
-        protocol=_relative_if_file(_text(data.get("protocol", DEFAULT_PROTOCOL), "protocol", where), base),
+        preset=_relative_if_file(_text(data.get("preset", DEFAULT_PRESET), "preset", where), base),
+        protocol=(_relative_if_file(_text(data["protocol"], "protocol", where), base)
+                  if data.get("protocol") is not None else None),
         config=[str(_resolve(base, item)) for item in _list(data.get("config", []), "config", where)],
         overrides=_sections(data.get("overrides", {}), "overrides", where),
         env_overrides={str(env): _sections(sections, f"env_overrides.{env}", where)
@@ -109,14 +114,14 @@ def load_spec(path: Path | str) -> SweepSpec:
     )
 
 
-def from_flags(*, suite: str, algos: str, envs: str, seeds: str, protocol: str, executor: str,
-               profile: Path | None, plugins: Sequence[str]) -> SweepSpec:
+def from_flags(*, suite: str, algos: str, envs: str, seeds: str, protocol: str | None, executor: str,
+               profile: Path | None, plugins: Sequence[str], preset: str = DEFAULT_PRESET) -> SweepSpec:
     """The spec the flag form describes (file paths relative to the working directory). Its ``--config`` files are
     command-line layers, as next to a spec file."""
     return SweepSpec(
         name=suite, algos=split_names(algos), envs=split_names(envs), seeds=parse_seeds(seeds),
-        protocol=protocol, executor=check_executor(executor, "--executor"), profile=str(Path(profile).resolve()) if profile else None,
-        plugins=list(plugins),
+        preset=preset, protocol=protocol, executor=check_executor(executor, "--executor"),
+        profile=str(Path(profile).resolve()) if profile else None, plugins=list(plugins),
     )
 
 
@@ -194,21 +199,26 @@ def _resolve(base: Path, item: Any) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def _relative_if_file(protocol: str, base: Path) -> str:
-    """A protocol given as a YAML path is relative to the spec; a name stays a name."""
-    if protocol.endswith((".yaml", ".yml")):
-        return str(_resolve(base, protocol))
-    return protocol
+def _relative_if_file(name: str, base: Path) -> str:
+    """A protocol or preset given as a YAML path is relative to the spec; a name stays a name."""
+    if name.endswith((".yaml", ".yml")):
+        return str(_resolve(base, name))
+    return name
 
 
-GRID_DEFAULTS = {"seeds": "1", "suite": "default", "protocol": DEFAULT_PROTOCOL}
+GRID_DEFAULTS = {"seeds": "1", "suite": "default"}
+
+
+def _resolved_if_file(name: str) -> str:
+    """A preset given on the command line as a YAML path is made absolute (sweep.yaml and SLURM tasks keep it)."""
+    return str(Path(name).resolve()) if name.endswith((".yaml", ".yml")) else name
 
 
 def from_request(spec_path: Path | None, *, algos: str | None, envs: str | None, seeds: str | None,
-                 suite: str | None, protocol: str | None, executor: str | None = None, profile: Path | None = None,
-                 plugins: Sequence[str] = (), command: str = "bench run") -> SweepSpec:
-    """The sweep a command names: a spec file (``--suite`` renames it; the command's executor, profile and plugins
-    are added), or the grid flags. Two ways to the same job list."""
+                 suite: str | None, protocol: str | None, preset: str | None = None, executor: str | None = None,
+                 profile: Path | None = None, plugins: Sequence[str] = (), command: str = "bench run") -> SweepSpec:
+    """The sweep a command names: a spec file (``--suite`` renames it; the command's preset, executor, profile and
+    plugins replace or join the spec's), or the grid flags. Two ways to the same job list."""
     if spec_path is not None:
         given = [f"--{name}" for name, value in (("algos", algos), ("envs", envs), ("seeds", seeds),
                                                  ("protocol", protocol)) if value is not None]
@@ -217,6 +227,7 @@ def from_request(spec_path: Path | None, *, algos: str | None, envs: str | None,
                               "(the spec defines the grid; edit it or use the flag form)")
         spec = load_spec(spec_path)
         spec.name = suite or spec.name
+        spec.preset = _resolved_if_file(preset) if preset else spec.preset
         spec.plugins += [name for name in plugins if name not in spec.plugins]
         spec.executor = executor or spec.executor
         spec.profile = str(Path(profile).resolve()) if profile else spec.profile
@@ -224,5 +235,6 @@ def from_request(spec_path: Path | None, *, algos: str | None, envs: str | None,
     if not (algos and envs):
         raise ConfigError(f"{command}: give a sweep spec (sweeps/*.yaml) or both --algos and --envs")
     return from_flags(suite=suite or GRID_DEFAULTS["suite"], algos=algos, envs=envs,
-                      seeds=seeds or GRID_DEFAULTS["seeds"], protocol=protocol or GRID_DEFAULTS["protocol"],
+                      seeds=seeds or GRID_DEFAULTS["seeds"], protocol=protocol,
+                      preset=_resolved_if_file(preset) if preset else DEFAULT_PRESET,
                       executor=executor or "local", profile=profile, plugins=plugins)

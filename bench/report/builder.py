@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from algorithms.config import ConfigError
-from bench.report import normalize, plots, stats, tables
+from bench.report import compared as compared_runs, normalize, plots, stats, tables
 from bench.report.collect import Collected, collect
 from bench.report.references import published_table
 
@@ -52,6 +52,7 @@ class Report:
     markdown: Path
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the comparison itself is in doubt (mixed protocols, budgets)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -79,7 +80,8 @@ def _sections(collected: Collected, out: Path, options: ReportOptions, report: R
     colors = plots.palette(runs["label"].unique(), stats.label_algos(runs))
     selection = stats.select_runs(runs, options.include_incomplete)
     report.notes += selection.notes
-    sections = {"normalization": norm.description}
+    report.warnings += compared_runs.warnings(runs)
+    sections = {"normalization": norm.description, "compared": _compared_section(runs, out, report)}
     score_name = "normalized score" if norm.method != "none" else "return"
     if len(selection.runs):
         sections["aggregate"] = _aggregate_section(selection, evals, options, colors, out, report, score_name)
@@ -88,6 +90,17 @@ def _sections(collected: Collected, out: Path, options: ReportOptions, report: R
     sections["per_env"] = _per_env_section(runs, evals, options, colors, out, report)
     sections["cost"] = _cost_section(runs, colors, out, report)
     return sections
+
+
+def _compared_section(runs: pd.DataFrame, out: Path, report: Report) -> str:
+    frame = compared_runs.compared(runs)
+    frame.to_csv(out / "compared.csv", index=False)
+    report.files.append(out / "compared.csv")
+    return ("Per algorithm: the preset and protocol its runs ran under, the env steps and gradient updates of one "
+            "run, and the config fields that differ from the algorithm's own defaults (its paper's settings, "
+            "docs/algorithms.md).\n\n" + _table_markdown(frame.rename(columns={
+                "label": "algorithm", "env_steps": "env steps per run", "updates": "updates per run",
+                "changed": "changed from its defaults"}).drop(columns=["algo"])))
 
 
 def _aggregate_section(selection, evals, options, colors, out, report, score_name) -> str:
@@ -226,10 +239,13 @@ def _markdown(paths, collected: Collected, options: ReportOptions, report: Repor
              f"{options.bootstrap_seed}, 95 % percentile CIs"
              + (" (draft setting; `--final` for publication)" if options.reps < FINAL_REPS else ""),
              f"- **Options**: `{json.dumps(asdict(options))}`"]
+    if report.warnings:
+        lines += ["", "**Warnings:**", ""] + [f"- {warning}" for warning in report.warnings]
     if report.skipped:
         lines += ["", "**Unreadable runs skipped:**", ""] + [f"- {reason}" for reason in report.skipped]
     if report.notes:
         lines += ["", "**Notes on the data:**", ""] + [f"- {note}" for note in report.notes]
+    lines += ["", "## What was compared", "", sections["compared"]]
     if "aggregate" in sections:
         lines += ["", "## Aggregate metrics", "", sections["aggregate"]]
     lines += ["", "## Per environment", "", sections["per_env"], "", "## Cost", "", sections["cost"], ""]

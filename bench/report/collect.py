@@ -9,6 +9,7 @@ returned in ``skipped`` so the caller can warn. Nothing here writes into run dir
 from __future__ import annotations
 
 import csv
+import json
 import io
 import math
 import warnings
@@ -18,7 +19,10 @@ from typing import Iterable
 
 import pandas as pd
 
+from algorithms import config as cfg
 from bench.jobs import RunDir, RunState, read_json
+from bench.plan.presets import departures
+from bench.plan.protocols import Protocol
 from bench.records.discover import find_run_dirs
 from bench.records.state import run_status
 
@@ -26,9 +30,10 @@ RETURN = "eval/return_mean"
 RETURN_STD = "eval/return_std"
 EVAL_REQUIRED = ("step", "wall_time_s", RETURN)
 
-EVAL_TABLE_COLUMNS = ["label", "variant", "suite", "algo", "env_id", "seed", "step", "wall_time_s", "return", "return_std",
-                "status", "complete"]
-RUN_TABLE_COLUMNS = ["label", "variant", "suite", "algo", "env_id", "seed", "status", "complete", "planned_steps", "last_step",
+EVAL_TABLE_COLUMNS = ["label", "variant", "suite", "algo", "env_id", "seed", "step", "wall_time_s", "return",
+                      "return_std", "status", "complete"]
+RUN_TABLE_COLUMNS = ["label", "variant", "suite", "algo", "env_id", "seed", "status", "complete", "preset",
+                     "protocol_name", "protocol", "planned_steps", "planned_updates", "updates", "changed", "last_step",
                "eval_points", "final_return", "wall_time_s", "sps", "updates_per_s", "rss_peak_mb",
                "cuda_alloc_peak_mb", "cuda_reserved_peak_mb", "resumes", "run_dir"]
 
@@ -131,11 +136,35 @@ def read_run(run_dir: Path | RunDir) -> tuple[dict[str, list], dict]:
         "cuda_alloc_peak_mb": summary.get("mem/cuda_alloc_peak_mb"),
         "cuda_reserved_peak_mb": summary.get("mem/cuda_reserved_peak_mb"),
         "resumes": summary.get("resumes", 0),
+        **_setup(config, summary),
         "run_dir": str(run_dir.path),
     }
     for key in ("wall_time_s", "sps", "updates_per_s", "rss_peak_mb", "cuda_alloc_peak_mb", "cuda_reserved_peak_mb"):
         run[key] = math.nan if run[key] in (None, "") else float(run[key])
     return evals, run
+
+
+def _setup(config: dict, summary: dict) -> dict:
+    """What a run was compared under: preset, protocol (its name and every field), gradient updates planned and made,
+    and the config fields that differ from the algorithm's defaults (its own paper's settings)."""
+    protocol = config.get("protocol") or {}
+    try:
+        planned = cfg.build(Protocol, protocol, where="protocol").planned_updates
+    except (cfg.ConfigError, TypeError):
+        planned = None
+    return {"preset": config.get("preset") or "", "protocol_name": config.get("protocol_name") or "",
+            "protocol": json.dumps(protocol, sort_keys=True), "planned_updates": planned,
+            "updates": summary.get("updates"), "changed": _changed(config)}
+
+
+def _changed(config: dict) -> str:
+    """``key=value; ...`` of the fields that differ from the algorithm's defaults; "?" for an algorithm that is not
+    registered here (a plugin the report was not given)."""
+    try:
+        changed = departures(config["algo"], config["env_id"], config.get("agent") or {})
+    except (KeyError, cfg.ConfigError):
+        return "?"
+    return "; ".join(f"{key}={value}" for key, (_, value) in changed.items())
 
 
 def _read_config(run_dir: RunDir) -> dict:

@@ -13,20 +13,28 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from algorithms import config as cfg
 from bench.jobs import Outcome, RunDir
+from bench.plan.protocols import load_protocol
 from bench.records.csvlog import EVAL_LOG_COLUMNS, CsvLog
 
 
 def write_run(results: Path, suite: str, algo: str, env_id: str, seed: int, steps: Sequence[int],
               returns: Sequence[float], done: bool = True, seconds_per_step: float = 0.01,
-              rss_mb: float = 500.0, planned_steps: int | None = None) -> Path:
-    """One run directory whose eval.csv holds ``returns`` at ``steps``; ``done=False`` leaves it interrupted."""
+              rss_mb: float = 500.0, planned_steps: int | None = None, protocol: str | None = None,
+              preset: str | None = None) -> Path:
+    """One run directory whose eval.csv holds ``returns`` at ``steps``; ``done=False`` leaves it interrupted. With
+    ``protocol`` (a protocol name) its config records that protocol (its budget set to ``planned_steps`` or the last
+    step) and ``preset``."""
     run = RunDir.at(results, suite, algo, env_id, seed)
     run.path.mkdir(parents=True, exist_ok=True)
     total = planned_steps or int(steps[-1])
+    protocol_fields = ({**cfg.to_dict(load_protocol(protocol)), "total_steps": total} if protocol
+                       else {"total_steps": total})
     run.write_config({
-        "suite": suite, "algo": algo, "env_id": env_id, "seed": seed, "protocol_name": "synthetic",
-        "protocol": {"total_steps": total}, "agent": {}, "execution": {"device": "cpu", "torch_threads": 1}})
+        "suite": suite, "algo": algo, "env_id": env_id, "seed": seed, "preset": preset,
+        "protocol_name": protocol or "synthetic", "protocol": protocol_fields, "agent": {},
+        "execution": {"device": "cpu", "torch_threads": 1}})
     evals = CsvLog(run.eval_log, EVAL_LOG_COLUMNS)
     for step, value in zip(steps, returns):
         evals.append({"step": int(step), "wall_time_s": step * seconds_per_step, "eval/return_mean": float(value),

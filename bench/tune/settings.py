@@ -8,12 +8,13 @@ from typing import Any, Sequence
 
 from algorithms import config as cfg
 from algorithms.config import ConfigError
-from bench.jobs import DEFAULT_PROTOCOL, JobSpec
+from bench.jobs import JobSpec
 from bench.plan import layers
 from bench.plan.envs import resolve_env_id
-from bench.plan.expand import Execution
+from bench.plan.expand import Execution, sweep_protocol
 from bench.plan.grid import parse_seeds
-from bench.plan.protocols import Protocol, load_protocol
+from bench.plan.presets import DEFAULT_PRESET, load_preset
+from bench.plan.protocols import Protocol
 from bench.plan.spec import SweepSpec
 
 
@@ -28,7 +29,8 @@ class TuneSettings:
     study: str
     storage: str                   # URL, or journal:<path>
     study_dir: str                 # <results>/<study>: the trials' suites and the default storage
-    protocol: str = DEFAULT_PROTOCOL
+    preset: str = DEFAULT_PRESET
+    protocol: str | None = None    # None: the preset's
     protocol_overrides: dict[str, Any] = field(default_factory=dict)
     config_files: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
@@ -45,7 +47,8 @@ class TuneSettings:
 
     def identity(self) -> dict[str, Any]:
         """What makes two launches the same experiment (a study must not mix two)."""
-        return {"algo": self.algo, "envs": list(self.envs), "seeds": list(self.seeds), "protocol": self.protocol,
+        return {"algo": self.algo, "envs": list(self.envs), "seeds": list(self.seeds), "preset": self.preset,
+                "protocol": self.protocol,
                 "protocol_overrides": dict(self.protocol_overrides), "overrides": list(self.overrides),
                 "config_files": list(self.config_files), "search": self.search}
 
@@ -68,7 +71,8 @@ def expand_trial(settings: TuneSettings, suite: str, params: dict[str, Any]) -> 
     """The runs of one trial, planned exactly as `bench run` plans: the config files, then the sampled parameters
     (as a spec's ``overrides``), then protocol flags and ``-o``."""
     s = settings
-    trial = SweepSpec(name=suite, algos=[s.algo], envs=list(s.envs), seeds=list(s.seeds), protocol=s.protocol,
+    trial = SweepSpec(name=suite, algos=[s.algo], envs=list(s.envs), seeds=list(s.seeds), preset=s.preset,
+                      protocol=s.protocol,
                       config=list(s.config_files), overrides={s.algo: params}, plugins=list(s.plugins))
     return trial.expand(s.study_dir, [layers.from_protocol_flags(s.protocol_overrides),
                                       layers.from_assignments(s.overrides)],
@@ -83,13 +87,15 @@ def eval_counts(settings: TuneSettings) -> tuple[int, int]:
     return len(protocol.eval_steps), sum(step <= protocol.warmup_steps for step in protocol.eval_steps)
 
 
-def resolve_envs(envs: Sequence[str], protocol: str, protocol_overrides: dict[str, Any]) -> tuple[str, ...]:
-    version = load_protocol(protocol, protocol_overrides).env_version
+def resolve_envs(envs: Sequence[str], preset: str, protocol: str | None,
+                 protocol_overrides: dict[str, Any]) -> tuple[str, ...]:
+    version = sweep_protocol(load_preset(preset), protocol, protocol_overrides)[1].env_version
     return tuple(resolve_env_id(env, version) for env in envs)
 
 
 def from_request(*, algo: str, envs: Sequence[str], seeds: str, trials: int, study: str, storage: str,
-                 study_dir: Path, protocol: str, protocol_overrides: dict[str, Any], config_files: Sequence[Path],
+                 study_dir: Path, preset: str, protocol: str | None, protocol_overrides: dict[str, Any],
+                 config_files: Sequence[Path],
                  overrides: Sequence[str], search: Path | None, pruner: str, pruner_startup: int,
                  pruner_warmup: int | None, sampler_seed: int, startup_trials: int | None, device: str,
                  torch_threads: int, plugins: Sequence[str], argv: Sequence[str]) -> TuneSettings:
@@ -100,9 +106,9 @@ def from_request(*, algo: str, envs: Sequence[str], seeds: str, trials: int, stu
         if value < least:
             raise ConfigError(f"--{flag} must be >= {least}, got {value}")
     return TuneSettings(
-        algo=get_algorithm(algo).name, envs=resolve_envs(envs, protocol, protocol_overrides),
+        algo=get_algorithm(algo).name, envs=resolve_envs(envs, preset, protocol, protocol_overrides),
         seeds=tuple(parse_seeds(seeds)), trials=trials, study=study, storage=storage, study_dir=str(study_dir),
-        protocol=protocol, protocol_overrides=dict(protocol_overrides),
+        preset=preset, protocol=protocol, protocol_overrides=dict(protocol_overrides),
         config_files=tuple(str(Path(path).resolve()) for path in config_files), overrides=tuple(overrides),
         search=str(Path(search).resolve()) if search else None, pruner=pruner, pruner_startup=pruner_startup,
         pruner_warmup=pruner_warmup, sampler_seed=sampler_seed, startup_trials=resolve_startup_trials(startup_trials, trials),

@@ -136,7 +136,7 @@ def test_bad_spec_shapes_fail_at_load(tmp_path, text, message):
     ("algos: [sacc]\nenvs: [Pendulum]\n", "unknown algorithm 'sacc'; valid choices:"),
     ("algos: [sac]\nenvs: [Pendulum]\noverrides: {sac: {lr: 1}}\n", "unknown key 'lr' for algorithm 'sac'"),
     ("algos: [sac]\nenvs: [Pendulum]\noverrides: {sacc: {lr: 1}}\n", "unknown section 'sacc'; valid sections:"),
-    ("algos: [sac]\nenvs: [Pendulum]\nenv_overrides: {Hopper: {sac: {tau: 0.1}}}\n",
+    ("algos: [sac]\nenvs: [Pendulum]\npreset: none\nenv_overrides: {Hopper: {sac: {tau: 0.1}}}\n",
      "'Hopper' (Hopper-v5) is not an environment of this sweep; valid: Pendulum-v1"),
     ("algos: [sac]\nenvs: [Pendulum]\nenv_overrides: {Pendulum: {protocol: {total_steps: 5}}}\n",
      "a protocol cannot differ per environment"),

@@ -277,3 +277,36 @@ def test_train_metrics_joins_every_run_s_training_log_and_drops_a_line_cut_short
     assert table.groupby("algo")["step"].apply(list).to_dict() == {"sac": [500, 1000], "sdac": [500, 1000]}
     assert table.loc[table.algo == "sac", "weights/ess"].isna().all()
     assert table.loc[table.algo == "sdac", "loss/critic"].tolist() == [1.5, 1.25]
+
+
+def test_a_report_over_algorithms_run_under_different_protocols_warns_and_says_what_was_compared(tmp_path):
+    results = tmp_path / "results"
+    steps = [0, 100_000, 200_000]
+    for seed in range(2):
+        write_run(results, "mixed", "sac", "Hopper-v5", seed, steps, [10.0, 500.0, 900.0], protocol="standard",
+                  preset="standard", planned_steps=200_000)
+        write_run(results, "mixed", "sdac", "Hopper-v5", seed, steps, [10.0, 700.0, 1200.0], protocol="sdac-paper",
+                  preset="sdac-paper", planned_steps=200_000)
+    report = make_report([results / "mixed"], tmp_path / "report", ReportOptions(reps=20))
+    protocol_warnings = [w for w in report.warnings if "different protocols" in w]
+    assert len(protocol_warnings) == 1
+    assert "sac: standard" not in protocol_warnings[0]  # names the setups, not only the labels
+    assert "1 env(s), 1 updates per env step" in protocol_warnings[0]
+    assert "5 env(s), 0.2 updates per env step" in protocol_warnings[0]
+    assert any("different budgets of gradient updates" in w and "sac 190,000" in w and "sdac 34,000" in w
+               for w in report.warnings)
+    markdown = report.markdown.read_text()
+    assert "**Warnings:**" in markdown and "## What was compared" in markdown
+    compared = pd.read_csv(report.folder / "compared.csv").set_index("label")
+    assert compared.loc["sac", "preset"] == "standard" and compared.loc["sdac", "preset"] == "sdac-paper"
+    assert compared.loc["sac", "updates"] == 190_000 and compared.loc["sdac", "updates"] == 34_000
+
+
+def test_runs_under_one_protocol_and_budget_get_no_comparison_warning(tmp_path):
+    results = tmp_path / "results"
+    for algo in ("sac", "sdac"):
+        for seed in range(2):
+            write_run(results, "same", algo, "Hopper-v5", seed, [0, 100_000, 200_000], [10.0, 500.0, 900.0 + seed],
+                      protocol="sdac-paper", preset="sdac-paper", planned_steps=200_000)
+    report = make_report([results / "same"], tmp_path / "report", ReportOptions(reps=20))
+    assert not [w for w in report.warnings if "protocol" in w or "budget" in w]
