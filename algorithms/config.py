@@ -200,6 +200,11 @@ def interval(low: float, high: float, closed: str = "(]") -> Range:
     return Range(lambda v: above(v) and below(v), f"in {closed[0]}{low:g}, {high:g}{closed[1]}")
 
 
+def or_none(valid: Range) -> Range:
+    """``valid`` or None (a field whose null means "not set": a fallback applies)."""
+    return Range(lambda v: v is None or valid.accepts(v), f"{valid.expected} or null")
+
+
 def one_of(choices: Iterable[str]) -> Range:
     choices = list(choices)
     return Range(lambda v: v in choices, f"one of {choices}")

@@ -90,8 +90,14 @@ class ConsistencyNet(nn.Module):
 
     The noise embedding is a 16-dim sinusoid of c_noise followed by Linear(32) -> act -> Linear(16), as in the
     CPQL code's actor (agents/model.py: SinusoidalPosEmb(16) -> Linear 32 -> Mish -> Linear 16; 3 x 256 Mish).
-    The sinusoid is ``diffusion.sinusoidal_embedding`` (frequencies 10000^(-j/8), scaled by 1/4); CPQL's uses
-    10000^(-j/7) unscaled, a difference the following linear layer absorbs.
+    The sinusoid is ``diffusion.sinusoidal_embedding`` (frequencies 10000^(-j/8), scaled by 1/4), not CPQL's
+    (agents/helpers.py SinusoidalPosEmb: 10000^(-j/7), unscaled). This is a different embedding, not an equivalent
+    one: the 1/4 is absorbed by the next linear layer, the frequencies are not. Over sigma log-uniform in
+    [0.002, 80] (c_noise in [-1554, 1095]) the best affine map of ours onto CPQL's explains R^2 = 0.48 of its
+    variance (0.64 on the 40 training levels of the Karras grid): the j = 0 pair (frequency 1 in both) and the
+    slowest pairs match, the j = 1..3 pairs (periods of about 20 to 330 in c_noise against a range of 2650) are
+    unrelated (docs/algorithms.md, CPQL, departures). Both give the time MLP a code of the noise level it can learn
+    from; the learned function of sigma can differ.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256, 256), act: str = "mish",

@@ -31,8 +31,8 @@ Deliberate differences from the released code:
   true termination (truncations bootstrap).
 - The two evaluations of the policy that carry gradients (the L_bc term at sigma_n and the one-step action at
   sigma_max) run as one batched forward of 2B rows: the same function, one kernel launch per layer.
-- PyTorch default initialisation; the noise embedding sinusoid is diffusion.sinusoidal_embedding (see
-  consistency.ConsistencyNet).
+- PyTorch default initialisation; the noise embedding sinusoid is diffusion.sinusoidal_embedding, a different
+  embedding from CPQL's (other frequencies; no affine map turns one into the other: consistency.ConsistencyNet).
 """
 
 from __future__ import annotations

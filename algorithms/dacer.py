@@ -7,11 +7,13 @@ Per update, with the released code's defaults (DACER code ``relax/algorithm/dace
 happy-yan/DACER-Diffusion-with-Online-RL):
 
 1. Target action a' at s' from the current policy, noise included (there is no target policy).
-2. Every ``alpha_update_every`` updates (first at update 0): the entropy regulator. Draw ``entropy_samples``
+2. Every ``alpha_interval`` updates (first at update 0): the entropy regulator. Draw ``entropy_samples``
    noisy actions per state for ``entropy_states`` states of the batch, fit a 3-component GMM per state
    (gmm_entropy.py: host-side scikit-learn EM, which is why it runs rarely), and take one Adam step on log alpha
    with gradient H_hat - Hbar, Hbar = -target_entropy_scale |A|: alpha falls while the policy is more random
-   than the target. alpha enters only through the exploration noise std.
+   than the target. alpha enters only through the exploration noise std. The interval is
+   planned_updates // alpha_steps (150 steps, the paper's 1.5M updates / the released 10,000) when the harness sets
+   ``planned_updates``, else the released fixed ``alpha_update_every`` = 10,000.
 3. Every ``policy_delay`` updates (first at update 0): the policy loss -E_s[min_j Q_j(s, a(theta))] of the noisy,
    clipped action, backpropagated through every denoising step, the x0 clips and the final clip (BPTT). No
    entropy or behaviour-cloning term. Taken before the critic step, so it sees the pre-update critics, as the
@@ -46,6 +48,7 @@ from algorithms.fields import shared
 from algorithms.gmm_entropy import gmm_entropy
 from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads, optimizer_step,
                              polyak_update)
+from algorithms.schedules import budget_interval, check_policy_lr_window, policy_lr, set_lr
 from algorithms.temperature import Temperature
 
 CRITICS = ("distributional", "double_q")
@@ -69,6 +72,13 @@ class DACERConfig(AgentConfig):
     init_noise_scale: float = shared("init_noise_scale", 1.0)
     policy_lr: float = shared("policy_lr", 1e-4, "Adam learning rate of the policy (the chain, trained by "
                                                  "backpropagation through it)")
+    # Policy lr schedule (schedules.py). The DACER repo keeps the lr constant (scripts/train_mujoco.py:38 --lr 1e-4,
+    # one Adam for everything): policy_lr_end null. The SDAC repo's copy decays it 3e-4 -> 3e-5 between policy
+    # updates 25k and 75k (its relax/algorithm/dacer.py:53-58, scripts/train_mujoco.py:48-49); the window below is
+    # that one, used only when policy_lr_end is set.
+    policy_lr_end: float | None = shared("policy_lr_end", None)
+    policy_lr_decay_begin: int = shared("policy_lr_decay_begin", 25_000)
+    policy_lr_decay_end: int = shared("policy_lr_decay_end", 75_000)
     critic_lr: float = shared("critic_lr", 1e-4)
     policy_delay: int = shared("policy_delay", 2)
     target_update_every: int = shared("target_update_every", 2)
@@ -80,8 +90,17 @@ class DACERConfig(AgentConfig):
     noise_scale: float = shared("noise_scale", 0.1, check=cfg.non_negative)
     init_alpha: float = shared("init_alpha", 3.0, "initial alpha (sets only the exploration noise)")
     alpha_lr: float = shared("alpha_lr", 0.03)
+    # Entropy-regulator schedule. Released: every 10,000 updates (relax/algorithm/dacer.py:39 delay_alpha_update),
+    # over the paper's 1.5M updates (3e7 env steps / 20 envs, scripts/train_mujoco.py:31,37): 150 alpha steps. With
+    # alpha_steps and planned_updates both set, the interval is planned_updates // alpha_steps, so a run of another
+    # length gets as many alpha steps as the paper's did (docs/algorithms.md, DACER, "Entropy-regulator schedule").
     alpha_update_every: int = shared("alpha_update_every", 10_000, "GMM entropy estimate and one Adam step on log "
-                                                                   "alpha every this many updates")
+                                                                   "alpha every this many updates, when alpha_steps "
+                                                                   "or planned_updates is null")
+    alpha_steps: int | None = cfg.field(150, "alpha steps over the run: the interval is planned_updates // "
+                                             "alpha_steps when both are set; null: alpha_update_every",
+                                        cfg.or_none(cfg.at_least(1)))
+    planned_updates: int | None = shared("planned_updates", None)
     target_entropy_scale: float = shared("target_entropy_scale", 0.9)
     entropy_states: int = cfg.field(256, "states per entropy estimate", cfg.at_least(1))
     entropy_samples: int = cfg.field(200, "actions sampled per state for the GMM fit")
@@ -89,6 +108,7 @@ class DACERConfig(AgentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_policy_lr_window(self)
         cfg.check(self.entropy_samples >= self.gmm_components,
                   f"entropy_samples must be >= gmm_components ({self.gmm_components}), got {self.entropy_samples}")
 
@@ -120,6 +140,8 @@ class DACER(Agent):
         self.target_entropy = self.temperature.target_entropy
         self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
+        # Updates between entropy estimates (and alpha steps), fixed for the run.
+        self.alpha_interval = budget_interval(c.planned_updates, c.alpha_steps, c.alpha_update_every)
         # Running mean of each critic's std (distributional critic); negative = not started yet.
         self.omega = torch.full((c.n_critics,), -1.0, device=self.device)
         self.entropy = torch.zeros((), device=self.device)  # the last GMM estimate, reported until the next one
@@ -152,7 +174,7 @@ class DACER(Agent):
         alpha = self.temperature.alpha()
         with torch.no_grad():
             next_actions = self.sample(batch.next_obs, self.generator, alpha)
-        if step % c.alpha_update_every == 0:
+        if step % self.alpha_interval == 0:
             self.entropy = self.estimate_entropy(batch.obs, alpha)
             self.held_metrics = {**self.held_metrics, "loss/alpha": self._update_alpha(self.entropy)}
         if step % c.policy_delay == 0:
@@ -179,6 +201,9 @@ class DACER(Agent):
         return -self.min_q(obs, self.sample(obs, self.generator, alpha)).mean(), {}
 
     def _update_policy(self, obs: torch.Tensor, alpha: torch.Tensor) -> dict[str, torch.Tensor]:
+        # This is policy update number num_updates // policy_delay (the first at update 0): the count optax's
+        # schedule sees in the SDAC repo's copy, whose policy optimizer state advances only on policy updates.
+        set_lr(self.policy_optimizer, policy_lr(self.config, self.num_updates // self.config.policy_delay))
         loss, extra = self.policy_loss(obs, alpha)
         optimizer_step(self.policy_optimizer, loss)
         return {"loss/actor": loss.detach(), **extra}
@@ -205,7 +230,7 @@ class DACER(Agent):
         """GMM entropy of the noisy policy, averaged over the first ``entropy_states`` states of ``obs``.
 
         The one host round trip of this agent: scikit-learn's EM runs on the CPU. It happens once every
-        ``alpha_update_every`` updates (10,000 by default), not in the per-step path.
+        ``alpha_interval`` updates (10,000 at the DACER protocol's 1.5M updates), not in the per-step path.
         """
         c = self.config
         obs = obs[:c.entropy_states]

@@ -32,7 +32,9 @@ default:
 5. ``qgrad_weight = 1.0`` (eta): the paper uses eta = 1.0 or 0.01 per environment group (Table 5 as quoted by a
    reviewer; which task gets which is unknown). L_g is a mean of squared errors of O(0.1-1) while L_q = -E[Q] has
    action-gradients of the order of the (reward-scaled) returns' slope, so with 0.01 the auxiliary term is
-   negligible at typical return scales; 1.0 is the value at which it can matter.
+   negligible at typical return scales; 1.0 is the value at which it can matter. Its cost: the target's norm,
+   sqrt(1 - abar_k) w(k), is 0.08-0.25 at T = 5 while a denoising eps_theta has norm ~sqrt(|A|), so most of L_g's
+   gradient shrinks eps_theta toward zero at every step, against L_q (docs/algorithms.md, DACER2, "Why eta = 1").
 6. grad Q is the action-gradient of min_j of the online critics (their means, for the distributional critic), the
    quantity L_q ascends, evaluated at the noisy a_k (out of the critic's training distribution, as the reviewers
    note). It is taken before the critic step, like L_q.

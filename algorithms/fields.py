@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from algorithms.config import Range, at_least, field, interval, one_of, positive, positive_widths
+from algorithms.config import Range, at_least, field, interval, non_negative, one_of, or_none, positive, positive_widths
 from algorithms.diffusion import BETA_SCHEDULES
 from algorithms.nets import ACTIVATIONS
 
@@ -22,10 +22,20 @@ _SHARED: dict[str, tuple[str, Range | None]] = {
     "actor_lr": ("Adam learning rate of the policy", positive),
     "critic_lr": ("Adam learning rate of the critics", positive),
     "policy_lr": ("Adam learning rate of the policy (noise predictor)", positive),
+    # Policy learning-rate schedule (schedules.py): constant policy_lr until policy update decay_begin, linear to
+    # policy_lr_end at policy update decay_end, then constant; policy_lr_end null = no decay.
+    "policy_lr_end": ("policy learning rate at the end of its linear decay; null = policy_lr (constant)",
+                      or_none(positive)),
+    "policy_lr_decay_begin": ("policy update count where the policy lr decay starts", non_negative),
+    "policy_lr_decay_end": ("policy update count where the policy lr decay ends", non_negative),
     "policy_delay": ("the policy is updated every this many updates", at_least(1)),
     "tau": ("Polyak rate of the critic targets", interval(0, 1)),
     "target_update_every": ("critic targets are updated every this many updates", at_least(1)),
     "reward_scale": ("rewards are multiplied by this inside the update (logged returns are unscaled)", positive),
+    # Budget of the run.
+    "planned_updates": ("gradient updates the run will make; filled in by the harness from the protocol (null in "
+                        "your own loop); agents that declare it scale update-count schedules to it",
+                        or_none(at_least(1))),
     # Temperature (temperature.py).
     "init_alpha": ("initial alpha", positive),
     "alpha_lr": ("Adam learning rate of log alpha", positive),

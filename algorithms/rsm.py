@@ -39,6 +39,7 @@ from algorithms.base import Agent, AgentConfig, Batch
 from algorithms.diffusion import DiffusionSchedule, NoisePredictor, sample_best_of_n
 from algorithms.fields import shared
 from algorithms.nets import CriticEnsemble, adam, critic_regression_step, frozen_copy, optimizer_step, polyak_update
+from algorithms.schedules import check_policy_lr_window, policy_lr, set_lr
 from algorithms.temperature import Temperature
 
 
@@ -58,12 +59,14 @@ class RSMConfig(AgentConfig):
     init_noise_scale: float = shared("init_noise_scale", 0.5)
     particles: int = cfg.field(32, "best-of-N: reverse-chain samples per state, the one with the highest min-Q is "
                                    "taken (acting, critic targets, proposals)", cfg.at_least(1))
-    # Optimisation. Policy lr decays linearly from policy_lr to policy_lr_end between these policy-update counts.
+    # Optimisation. Policy lr decays linearly from policy_lr to policy_lr_end between these policy-update counts
+    # (schedules.py; released scripts/train_mujoco.py:48-49 --lr 3e-4, --lr_schedule_end 3e-5; relax/algorithm/
+    # dpmd.py:57-62, transition_begin 2.5e4, transition_steps 5e4).
     critic_lr: float = shared("critic_lr", 3e-4, "Adam learning rate of the twin critics")
     policy_lr: float = shared("policy_lr", 3e-4)
-    policy_lr_end: float = cfg.field(3e-5, "policy learning rate at the end of its linear decay", cfg.positive)
-    policy_lr_decay_begin: int = cfg.field(25_000, "policy update count where the decay starts", cfg.non_negative)
-    policy_lr_decay_end: int = cfg.field(75_000, "policy update count where the decay ends")
+    policy_lr_end: float | None = shared("policy_lr_end", 3e-5)
+    policy_lr_decay_begin: int = shared("policy_lr_decay_begin", 25_000)
+    policy_lr_decay_end: int = shared("policy_lr_decay_end", 75_000)
     policy_delay: int = shared("policy_delay", 2)
     target_update_every: int = shared("target_update_every", 2)
     tau: float = shared("tau", 0.005)
@@ -83,9 +86,7 @@ class RSMConfig(AgentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        cfg.check(self.policy_lr_decay_begin <= self.policy_lr_decay_end,
-                  f"need policy_lr_decay_begin <= policy_lr_decay_end, got {self.policy_lr_decay_begin} > "
-                  f"{self.policy_lr_decay_end}")
+        check_policy_lr_window(self)
 
 
 class Draw(NamedTuple):
@@ -113,15 +114,6 @@ def effective_sample_fraction(weights: torch.Tensor) -> torch.Tensor:
 def noise_entropy(log_alpha: torch.Tensor, noise_scale: float, act_dim: int) -> torch.Tensor:
     """Entropy of N(0, (noise_scale * alpha)^2 I) in |A| dims: the released code's entropy proxy."""
     return act_dim * (0.5 * math.log(2 * math.pi * math.e) + math.log(noise_scale) + log_alpha)
-
-
-def linear_decay(step: int, start: float, end: float, begin: int, finish: int) -> float:
-    """``start`` until ``begin``, linear to ``end`` at ``finish``, then ``end``."""
-    if step <= begin:
-        return start
-    if step >= finish:
-        return end
-    return start + (end - start) * (step - begin) / (finish - begin)
 
 
 class RSMAgent(Agent):
@@ -163,6 +155,9 @@ class RSMAgent(Agent):
                     alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss to minimise, effective sample fraction of its weights)."""
         raise NotImplementedError
+
+    def after_update(self, batch: Batch, next_draw: Draw) -> None:
+        """Called at the end of every update, after the critic step (DPMD keeps running Q statistics here)."""
 
     # Acting -----------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -207,6 +202,7 @@ class RSMAgent(Agent):
             polyak_update(self.policy_ema, self.policy, c.ema_tau)
         if self.num_updates % c.alpha_update_every == 0:
             self.held_metrics = {**self.held_metrics, "loss/alpha": self._update_alpha()}
+        self.after_update(batch, next_draw)
         return {"loss/critic": critic_loss, "alpha": alpha, "q_mean": q_mean, **self.held_metrics}
 
     def _update_critic(self, batch: Batch, next_actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,10 +215,7 @@ class RSMAgent(Agent):
     def _update_policy(self, batch: Batch, next_draw: Draw, proposal: Draw | None,
                        alpha: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
-        lr = linear_decay(self.num_policy_updates, c.policy_lr, c.policy_lr_end,
-                          c.policy_lr_decay_begin, c.policy_lr_decay_end)
-        for group in self.policy_optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.policy_optimizer, policy_lr(c, self.num_policy_updates))
         loss, ess = self.policy_loss(batch, next_draw, proposal, alpha)
         optimizer_step(self.policy_optimizer, loss)
         self.num_policy_updates += 1

@@ -1,7 +1,8 @@
 """Environment names, construction and seeding.
 
 Short names resolve to pinned Gymnasium ids so that a sweep written today means the same task next year;
-full ids (``Ant-v4`` for comparability with the SDAC/DACER papers) are accepted as given.
+full ids (``Ant-v4`` for comparability with the SDAC paper; the DACER paper ran -v3 with mujoco-py) are accepted
+as given.
 """
 
 from __future__ import annotations

@@ -220,11 +220,67 @@ def test_dacer2_defaults_and_auxiliary_loss_on_every_chain_step():
     torch.testing.assert_close(plain, dacer_loss)
 
 
+# Budget-relative entropy regulator and the policy lr schedule ---------------------------------------------------
+@pytest.mark.parametrize("name", ["dacer", "dacer2"])
+def test_alpha_interval_is_the_planned_updates_over_alpha_steps(name):
+    """150 alpha steps by default: the DACER protocol's 1.5M updates keep the released 10,000-update interval,
+    the SDAC protocol's ~194k updates get 1,293; without planned_updates or alpha_steps: the released 10,000."""
+    def interval(**overrides) -> int:
+        return small_agent(name, **overrides).alpha_interval
+
+    assert interval(planned_updates=1_500_000) == 10_000
+    assert interval(planned_updates=194_000) == 1_293
+    assert interval() == 10_000  # planned_updates None: an agent in a user's own loop
+    assert interval(planned_updates=194_000, alpha_steps=None) == 10_000
+    assert interval(planned_updates=194_000, alpha_steps=None, alpha_update_every=7) == 7
+    assert interval(planned_updates=100, alpha_steps=150) == 1  # never 0
+    # With the first estimate at update 0, a run of N updates has ceil(N / interval) alpha steps: exactly alpha_steps
+    # when N is a multiple of it (1.5M: 150, as in the DACER paper), one more otherwise (194k: 151).
+    assert len(range(0, 1_500_000, 10_000)) == 150 and len(range(0, 194_000, 1_293)) == 151
+
+
+@pytest.mark.parametrize("planned, expected", [(12, 4), (13, 5)])
+def test_alpha_steps_over_a_run_count_update_zero(planned, expected):
+    """alpha_steps = 4: interval planned // 4 = 3, estimates at updates 0, 3, 6, 9 (and 12 when the run has a 13th
+    update): alpha_steps of them when the run length is a multiple of alpha_steps, alpha_steps + 1 otherwise."""
+    agent = small_agent("dacer", planned_updates=planned, alpha_steps=4)
+    steps = []
+
+    def record_alpha_step(entropy: torch.Tensor) -> torch.Tensor:
+        steps.append(agent.num_updates)
+        return torch.zeros(())
+
+    agent._update_alpha = record_alpha_step
+    for step in range(planned):
+        agent.update(random_batch(step))
+    assert steps == list(range(0, planned, 3)) and len(steps) == expected
+
+
+def test_dacer_policy_lr_is_constant_by_default_and_follows_the_shared_schedule_when_set():
+    agent = small_agent("dacer")
+    for step in range(5):
+        agent.update(random_batch(step))
+    assert agent.policy_optimizer.param_groups[0]["lr"] == 1e-4  # the DACER repo: constant
+    # The SDAC repo's copy: 3e-4 -> 3e-5 over policy updates (here 0 -> 2); policy update i is update 2 i.
+    agent = small_agent("dacer", policy_lr=3e-4, policy_lr_end=3e-5, policy_lr_decay_begin=0, policy_lr_decay_end=2)
+    lrs = []
+    for step in range(5):
+        agent.update(random_batch(step))
+        lrs.append(agent.policy_optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([3e-4, 3e-4, 1.65e-4, 1.65e-4, 3e-5])
+
+
+def test_policy_lr_window_is_checked():
+    with pytest.raises(algorithms.config.ConfigError, match="policy_lr_decay_begin <= policy_lr_decay_end"):
+        small_agent("dacer", policy_lr_decay_begin=10, policy_lr_decay_end=5)
+
+
 # Defaults and resume ---------------------------------------------------------------------------------------
 def test_defaults_are_the_released_code_values_with_per_env_blocks():
     hopper, humanoid, cheetah = (algorithms.resolve_config("dacer", env) for env in ("Hopper-v5", "Humanoid-v5", "HalfCheetah-v4"))
     assert (hopper.diffusion_steps, hopper.beta_schedule, hopper.init_noise_scale, hopper.critic) == (20, "vp", 1.0, "distributional")
     assert (hopper.policy_lr, hopper.critic_lr, hopper.alpha_lr, hopper.alpha_update_every) == (1e-4, 1e-4, 0.03, 10_000)
+    assert (hopper.policy_lr_end, hopper.alpha_steps, hopper.planned_updates) == (None, 150, None)
     assert (hopper.init_alpha, hopper.target_entropy_scale, hopper.entropy_samples, hopper.gmm_components) == (3.0, 0.9, 200, 3)
     assert (hopper.noise_scale, hopper.hidden, hopper.reward_scale, hopper.policy_delay) == (0.1, (256, 256, 256), 0.2, 2)
     assert (humanoid.noise_scale, humanoid.hidden, cheetah.noise_scale) == (0.15, (512, 512, 512), 0.15)

@@ -12,7 +12,9 @@ from algorithms import Batch, make_agent, testing
 from algorithms.base import CONFIG_DIR
 from algorithms.config import read_yaml
 from algorithms.diffusion import DiffusionSchedule
-from algorithms.rsm import effective_sample_fraction, linear_decay, noise_entropy, rsm_weights
+from algorithms.dpmd import q_weights
+from algorithms.rsm import effective_sample_fraction, noise_entropy, rsm_weights
+from algorithms.schedules import linear_decay
 
 OBS_DIM, ACT_DIM, BATCH = 4, 2, 16
 SMALL = {"hidden": "32,32", "batch_size": BATCH, "diffusion_steps": 5, "particles": 4}
@@ -101,6 +103,84 @@ def test_dpmd_takes_one_critic_step_per_update():
     steps = {float(state["step"]) for state in agent.critic_optimizer.state.values()}
     assert steps == {3.0}
     assert agent.num_policy_updates == 1  # policy_delay = 2
+
+
+def test_dpmd_double_critic_step_advances_adam_twice_with_the_same_gradient():
+    """released dpmd.py:123-126 and :182-183: two Adam steps per update from one gradient."""
+    agent = small_agent("dpmd", double_critic_step=True)
+    for step in range(3):
+        agent.update(random_batch(step))
+    assert {float(state["step"]) for state in agent.critic_optimizer.state.values()} == {6.0}
+    # The same gradient twice: one update from the same start moves the critic further than a single step does.
+    agent, single = small_agent("dpmd", double_critic_step=True), small_agent("dpmd")
+    start = [p.detach().clone() for p in single.critic.parameters()]
+    agent.update(random_batch(0))
+    single.update(random_batch(0))
+    moved = [sum(float((p.detach() - p0).norm()) for p, p0 in zip(a.critic.parameters(), start)) for a in (agent, single)]
+    assert moved[0] > 1.5 * moved[1]
+
+
+# DPMD weights: the running-std normalisation and the released precedence bug --------------------------------
+def dpmd_config(**overrides):
+    return algorithms.dpmd.DPMDConfig(**overrides)
+
+
+def test_running_std_weights_are_invariant_to_the_scale_of_q():
+    """With converged running statistics (the batch mean and std of Q), the weights of Q and c Q are equal:
+    the normalisation removes the critic's scale, which raw Q / lambda does not."""
+    q = torch.randn(8, 16, generator=torch.Generator().manual_seed(0)) * 2 + 5
+    config, alpha = dpmd_config(q_normalization="running_std"), torch.tensor(0.5)
+    weights = q_weights(q, alpha, config, q.mean(), q.std(correction=0))
+    for scale in (10.0, 1000.0):
+        scaled = q * scale
+        torch.testing.assert_close(q_weights(scaled, alpha, config, scaled.mean(), scaled.std(correction=0)), weights)
+    raw = dpmd_config()
+    assert effective_sample_fraction(q_weights(q * 10, alpha, raw, q.mean(), q.std())) < \
+        effective_sample_fraction(q_weights(q, alpha, raw, q.mean(), q.std()))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(8))
+
+
+def test_running_statistics_start_at_zero_and_one_and_move_at_rate_0_001():
+    agent = small_agent("dpmd", q_normalization="running_std")
+    assert (float(agent.q_running_mean), float(agent.q_running_std)) == (0.0, 1.0)
+    batch = random_batch(0)
+    agent.update(batch)
+    # after_update's statistics: min-Q of the online critic at (s', a'); reproduce them from the same draw.
+    agent2 = small_agent("dpmd", q_normalization="running_std")
+    captured = {}
+    original = agent2.after_update
+
+    def capture(batch, next_draw):
+        captured["q"] = agent2.critic(batch.next_obs, next_draw.action).min(0).values.detach()
+        original(batch, next_draw)
+
+    agent2.after_update = capture
+    agent2.update(batch)
+    q = captured["q"]
+    assert float(agent2.q_running_mean) == pytest.approx(0.001 * float(q.mean()), rel=1e-4)
+    assert float(agent2.q_running_std) == pytest.approx(0.999 + 0.001 * float(q.std(correction=0)), rel=1e-6)
+    assert torch.equal(agent.q_running_mean, agent2.q_running_mean)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_released_weight_bug_makes_every_weight_equal_once_q_is_large(sign):
+    """exp(clip(q - mean / std, -3, 3) / lambda): for |Q| >> 3 the clip gives +3 or -3 by the sign of Q, the same
+    for every sample, whatever the statistics; the intended form keeps the differences."""
+    q = sign * (100 + 5 * torch.randn(8, 4, generator=torch.Generator().manual_seed(1)))
+    alpha, mean, std = torch.tensor(2.0), q.mean(), q.std()
+    bug = q_weights(q, alpha, dpmd_config(q_normalization="running_std", released_weight_bug=True), mean, std)
+    torch.testing.assert_close(bug, torch.full_like(q, math.exp(sign * 3 / 2.0)))
+    intended = q_weights(q, alpha, dpmd_config(q_normalization="running_std"), mean, std)
+    assert float(effective_sample_fraction(intended)) < 0.99
+
+
+def test_released_weight_bug_needs_the_running_std_normalisation():
+    with pytest.raises(algorithms.ConfigError, match="released_weight_bug needs q_normalization: running_std"):
+        small_agent("dpmd", released_weight_bug=True)
+    agent = small_agent("dpmd", q_normalization="running_std", released_weight_bug=True, old_policy_samples=1)
+    for step in range(2):
+        metrics = agent.update(random_batch(step))
+    assert float(metrics["weights/ess"]) == 1.0  # G = 1, as released: one sample per state
 
 
 def test_alpha_moves_toward_the_noise_entropy_target():
