@@ -13,9 +13,12 @@ OBS_DIM, ACT_DIM, BATCH = checks.OBS_DIM, checks.ACT_DIM, checks.BATCH
 
 
 # Diffusion settings for the algorithms that have them (applied only where the config has the field); DACER's
-# GMM entropy estimate on 4 states x 50 samples instead of 256 x 200.
+# GMM entropy estimate on 4 states x 50 samples instead of 256 x 200. QVPO's released weights (min-Q if > 1, else 0)
+# are all zero while the fresh critics give Q < 1, so its policy would not move in a few updates: the interface checks
+# use its original-paper advantage weights (tests/algorithms/test_qvpo.py covers the released ones).
 SMALL_DIFFUSION = {"diffusion_steps": 5, "particles": 4, "reverse_samples": 8, "entropy_states": 4,
-                   "entropy_samples": 50}
+                   "entropy_samples": 50, "train_particles": 4, "target_particles": 4, "eval_particles": 4,
+                   "weighting": "advantage"}
 
 
 def small_config(name: str):
