@@ -48,7 +48,7 @@ from algorithms.diffusion import (DiffusionSchedule, NoisePredictor, best_of_n, 
 from algorithms.fields import shared
 from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads,
                              optimizer_step, polyak_update)
-from algorithms.rsm import linear_decay
+from algorithms.schedules import check_policy_lr_window, policy_lr, set_lr
 
 WEIGHTINGS = ("q_above_one", "advantage")
 TARGET_ACTIONS = ("online", "target")
@@ -99,9 +99,9 @@ class QVPOConfig(AgentConfig):
     # linear_schedule(transition_begin 25k, transition_steps 50k) in policy-optimizer updates (alg/qvpo.py:55-61).
     critic_lr: float = shared("critic_lr", 3e-4, "Adam learning rate of the twin critics")
     policy_lr: float = shared("policy_lr", 3e-4)
-    policy_lr_end: float = cfg.field(5e-5, "policy learning rate at the end of its linear decay", cfg.positive)
-    policy_lr_decay_begin: int = cfg.field(25_000, "policy update count where the decay starts", cfg.non_negative)
-    policy_lr_decay_end: int = cfg.field(75_000, "policy update count where the decay ends", cfg.non_negative)
+    policy_lr_end: float | None = shared("policy_lr_end", 5e-5)
+    policy_lr_decay_begin: int = shared("policy_lr_decay_begin", 25_000)
+    policy_lr_decay_end: int = shared("policy_lr_decay_end", 75_000)
     adam_eps: float = cfg.field(1e-8, "Adam epsilon of the policy and critic optimizers (optax default; original "
                                       "QVPO 1e-5)", cfg.positive)
     max_grad_norm: float = cfg.field(0.0, "clip the global gradient norm of the policy and of the critics (0: none, "
@@ -124,9 +124,7 @@ class QVPOConfig(AgentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        cfg.check(self.policy_lr_decay_begin <= self.policy_lr_decay_end,
-                  f"need policy_lr_decay_begin <= policy_lr_decay_end, got {self.policy_lr_decay_begin} > "
-                  f"{self.policy_lr_decay_end}")
+        check_policy_lr_window(self)
 
 
 # The math of the policy loss, as functions (tested on known values) ------------------------------------------------
@@ -260,10 +258,7 @@ class QVPO(Agent):
 
     def _update_policy(self, obs: torch.Tensor, lam: float) -> dict[str, torch.Tensor]:
         c = self.config
-        lr = linear_decay(self.num_policy_updates, c.policy_lr, c.policy_lr_end, c.policy_lr_decay_begin,
-                          c.policy_lr_decay_end)
-        for group in self.policy_optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.policy_optimizer, policy_lr(c, self.num_policy_updates))
         loss, weights = self.policy_loss(obs, lam)
         optimizer_step(self.policy_optimizer, loss, c.max_grad_norm)
         self.num_policy_updates += 1
