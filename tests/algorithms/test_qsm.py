@@ -211,3 +211,13 @@ def test_target_action_uses_the_pre_update_critics_and_the_score_target_the_upda
 def test_interface_checks_pass_for_both_variants(overrides):
     testing.check_agent("qsm", {"hidden": "32,32", "batch_size": BATCH, "particles": 4, **overrides},
                         obs_dim=OBS_DIM, act_dim=ACT_DIM)
+
+
+def test_cpu_smoke_block_cuts_only_the_particles():
+    from algorithms.base import CONFIG_DIR
+    from algorithms.config import read_yaml, to_dict
+    import algorithms
+    block = read_yaml(CONFIG_DIR / "cpu-smoke.yaml")["qsm"]
+    cheap, paper = algorithms.resolve_config("qsm", None, block), algorithms.resolve_config("qsm", None)
+    assert cheap.particles < paper.particles
+    assert {k for k, v in to_dict(cheap).items() if to_dict(paper)[k] != v} == {"particles"}
