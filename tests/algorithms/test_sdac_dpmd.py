@@ -259,7 +259,7 @@ def test_same_seed_gives_identical_actions_and_updates(name):
 
 def test_cpu_smoke_config_blocks_are_valid_and_cheaper():
     blocks = read_yaml(CONFIG_DIR / "cpu-smoke.yaml")
-    assert set(blocks) == {"sdac", "dpmd"}
-    for name, values in blocks.items():
+    assert {"sdac", "dpmd"} <= set(blocks)  # other agents have their own blocks, tested in their own files
+    for name, values in ((name, blocks[name]) for name in ("sdac", "dpmd")):
         cheap, paper = algorithms.resolve_config(name, None, values), algorithms.resolve_config(name, None)
         assert cheap.particles * cheap.diffusion_steps < paper.particles * paper.diffusion_steps
