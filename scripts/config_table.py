@@ -33,6 +33,8 @@ def _value(value: Any) -> str:
         return "[" + ", ".join(map(str, value)) + "]"
     if isinstance(value, bool):
         return str(value).lower()
+    if value is None:
+        return "null"  # as in YAML, where such a field is set
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

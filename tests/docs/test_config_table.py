@@ -45,6 +45,8 @@ def test_table_rows_match_the_resolved_defaults():
                 assert [int(v) for v in shown.strip(" []").split(",")] == list(value), (algo, key)
             elif isinstance(value, bool):
                 assert shown.strip() == str(value).lower(), (algo, key)
+            elif value is None:
+                assert shown.strip() == "null", (algo, key)
             elif isinstance(value, (int, float)):
                 assert float(shown) == value, (algo, key)
             else:
