@@ -170,7 +170,7 @@ _REGISTRY: dict[str, type[Agent]] = {}
 # The built-in algorithms register themselves when imported; they are imported on first registry use rather
 # than by `import algorithms`, so tools that never build an agent (bench report, status) do not load them.
 BUILTIN_MODULES = ("algorithms.sac", "algorithms.sdac", "algorithms.dpmd", "algorithms.dacer", "algorithms.dacer2",
-                   "algorithms.cpql", "algorithms.td3", "algorithms.qsm", "algorithms.qvpo")
+                   "algorithms.cpql", "algorithms.td3", "algorithms.qsm", "algorithms.dipo", "algorithms.qvpo")
 
 
 def _registry() -> dict[str, type[Agent]]:

@@ -100,6 +100,12 @@ class DACERConfig(AgentConfig):
     alpha_steps: int | None = cfg.field(150, "alpha steps over the run: the interval is planned_updates // "
                                              "alpha_steps when both are set; null: alpha_update_every",
                                         cfg.or_none(cfg.at_least(1)))
+    # A GMM entropy estimate costs ~2-6 CPU-s (docs/benchmarks.md): a short run (a smoke test, 2,000 updates) would
+    # otherwise fit one every ~13 updates and spend most of its time there. Budgets of 150k updates and more (every
+    # paper protocol here) are not affected.
+    alpha_min_interval: int = cfg.field(1_000, "the budget-relative interval is never shorter than this many "
+                                               "updates (it bounds the cost of GMM fits in short runs)",
+                                        cfg.at_least(1))
     planned_updates: int | None = shared("planned_updates", None)
     target_entropy_scale: float = shared("target_entropy_scale", 0.9)
     entropy_states: int = cfg.field(256, "states per entropy estimate", cfg.at_least(1))
@@ -142,6 +148,8 @@ class DACER(Agent):
         self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
         # Updates between entropy estimates (and alpha steps), fixed for the run.
         self.alpha_interval = budget_interval(c.planned_updates, c.alpha_steps, c.alpha_update_every)
+        if c.planned_updates is not None and c.alpha_steps is not None:
+            self.alpha_interval = max(self.alpha_interval, c.alpha_min_interval)
         # Running mean of each critic's std (distributional critic); negative = not started yet.
         self.omega = torch.full((c.n_critics,), -1.0, device=self.device)
         self.entropy = torch.zeros((), device=self.device)  # the last GMM estimate, reported until the next one

@@ -135,11 +135,12 @@ class DiffusionSchedule(nn.Module):
 
 # Networks -----------------------------------------------------------------------------------------
 def sinusoidal_embedding(steps: torch.Tensor, dim: int = 16) -> torch.Tensor:
-    """``[len(steps), dim]``: dim/2 sines then dim/2 cosines of k * 10000^(-j/(dim/2)), times 1/4 (relax code)."""
+    """``[len(steps), dim]``: dim/2 sines then dim/2 cosines of k * 10000^(-j/(dim/2)), times 1/sqrt(dim)
+    (relax code, ``scaled_sinusoidal_encoding``: 1/4 at dim 16)."""
     half = dim // 2
     freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32, device=steps.device) / half)
     angles = steps.to(torch.float32).unsqueeze(-1) * freqs
-    return 0.25 * torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return dim ** -0.5 * torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
 class NoisePredictor(nn.Module):
@@ -152,12 +153,13 @@ class NoisePredictor(nn.Module):
     """
 
     def __init__(self, obs_dim: int, act_dim: int, steps: int, hidden: Sequence[int] = (256, 256, 256),
-                 act: str = "mish", time_dim: int = 16, time_hidden: int = 32) -> None:
+                 act: str = "mish", time_dim: int = 16, time_hidden: int | None = 32) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.steps = obs_dim, act_dim, steps
         self.register_buffer("step_sinusoids", sinusoidal_embedding(torch.arange(steps), time_dim), persistent=False)
+        # time_hidden None or 0: the sinusoid enters the first layer as it is (relax's DIPO policy net).
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_hidden), activation(act)(),
-                                      nn.Linear(time_hidden, time_dim))
+                                      nn.Linear(time_hidden, time_dim)) if time_hidden else nn.Identity()
         self.input_layer = nn.Linear(obs_dim + act_dim + time_dim, hidden[0])
         self.trunk = nn.Sequential(activation(act)(), *mlp(hidden[0], hidden[1:], act_dim, act))
 
@@ -209,7 +211,7 @@ class NoisePredictor(nn.Module):
 # Sampling ---------------------------------------------------------------------------------------
 def reverse_sample(model: NoisePredictor, schedule: DiffusionSchedule, obs: torch.Tensor, particles: int,
                    generator: torch.Generator, init_scale: float = 1.0,
-                   visited: list[torch.Tensor] | None = None) -> torch.Tensor:
+                   visited: list[torch.Tensor] | None = None, posterior_noise: float = 1.0) -> torch.Tensor:
     """``[B, particles, act_dim]`` actions from the DDPM ancestral sampler with x0-hat clipping (relax code).
 
     a_T = init_scale * N(0, I); for k = T-1..0: x0 = clip(a_k / sqrt(abar_k) - sqrt(1/abar_k - 1) eps_hat),
@@ -217,7 +219,9 @@ def reverse_sample(model: NoisePredictor, schedule: DiffusionSchedule, obs: torc
     All particles of all states run as one ``[B * particles, ...]`` batch; the only loop is over steps.
     Differentiable (for BPTT algorithms such as DACER) unless called under ``torch.no_grad``.
     ``visited``, if given, receives the input a_k of every step, k = T-1 first, as ``[B * particles, act_dim]``
-    (per-step losses such as DACER2's need the chain's own intermediate actions).
+    (per-step losses such as DACER2's need the chain's own intermediate actions). ``posterior_noise`` multiplies
+    the posterior std (the original DIPO code's ``noise_ratio``: 0 there when evaluating); the noise is drawn
+    either way, so the generator advances the same.
     """
     rows = obs.shape[0] * particles
     eps_model = model.denoiser(obs, particles)
@@ -231,7 +235,7 @@ def reverse_sample(model: NoisePredictor, schedule: DiffusionSchedule, obs: torc
         eps = eps_model(action, k)
         x0 = (coef.recip_sqrt_alpha_bar * action - coef.sqrt_recip_alpha_bar_minus_one * eps).clamp(-1.0, 1.0)
         mean = coef.c1 * x0 + coef.c2 * action
-        action = mean + coef.posterior_std * noise[k] if k > 0 else mean
+        action = mean + (posterior_noise * coef.posterior_std) * noise[k] if k > 0 else mean
     return action.view(obs.shape[0], particles, model.act_dim)
 
 

@@ -183,9 +183,9 @@ def no_param_grads(module: nn.Module) -> Iterator[nn.Module]:
             param.requires_grad_(True)
 
 
-def adam(params: Iterable[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
+def adam(params: Iterable[nn.Parameter], lr: float, device: torch.device, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with the fused kernel (one op for all parameters; measured ~7 % faster updates on CPU)."""
-    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+    return torch.optim.Adam(params, lr=lr, eps=eps, fused=device.type in ("cpu", "cuda"))
 
 
 def critic_regression_step(critic: CriticEnsemble, optimizer: torch.optim.Optimizer, obs: torch.Tensor,

@@ -233,7 +233,9 @@ def test_alpha_interval_is_the_planned_updates_over_alpha_steps(name):
     assert interval() == 10_000  # planned_updates None: an agent in a user's own loop
     assert interval(planned_updates=194_000, alpha_steps=None) == 10_000
     assert interval(planned_updates=194_000, alpha_steps=None, alpha_update_every=7) == 7
-    assert interval(planned_updates=100, alpha_steps=150) == 1  # never 0
+    assert interval(planned_updates=100, alpha_steps=150, alpha_min_interval=1) == 1  # never 0
+    # A short run: the budget-relative interval is floored at alpha_min_interval (1,000: GMM fits are costly).
+    assert interval(planned_updates=9_000) == 1_000 and interval(planned_updates=9_000, alpha_min_interval=5) == 60
     # With the first estimate at update 0, a run of N updates has ceil(N / interval) alpha steps: exactly alpha_steps
     # when N is a multiple of it (1.5M: 150, as in the DACER paper), one more otherwise (194k: 151).
     assert len(range(0, 1_500_000, 10_000)) == 150 and len(range(0, 194_000, 1_293)) == 151
@@ -243,7 +245,7 @@ def test_alpha_interval_is_the_planned_updates_over_alpha_steps(name):
 def test_alpha_steps_over_a_run_count_update_zero(planned, expected):
     """alpha_steps = 4: interval planned // 4 = 3, estimates at updates 0, 3, 6, 9 (and 12 when the run has a 13th
     update): alpha_steps of them when the run length is a multiple of alpha_steps, alpha_steps + 1 otherwise."""
-    agent = small_agent("dacer", planned_updates=planned, alpha_steps=4)
+    agent = small_agent("dacer", planned_updates=planned, alpha_steps=4, alpha_min_interval=1)
     steps = []
 
     def record_alpha_step(entropy: torch.Tensor) -> torch.Tensor:
