@@ -84,7 +84,7 @@ def cpu_hours(algo: str, env_id: str, protocol: Protocol, obs_dim: int, episode_
     rows = costs["algorithms"].get(algo)
     if rows is None:
         return None
-    row = rows["large" if obs_dim > costs["large_obs_dim"] else "small"]
+    row = rows.get("large" if obs_dim > costs["large_obs_dim"] else "small", rows["small"])
     vector_steps = protocol.total_steps // protocol.n_envs
     acting_steps = vector_steps - protocol.warmup_steps // protocol.n_envs
     act_ms = row["act5_ms"] if protocol.n_envs > 1 else row["act1_ms"]
