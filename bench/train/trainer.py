@@ -317,7 +317,7 @@ class Trainer:
             **{f"time/{name}_s": seconds for name, seconds in parts.items()},
             "time/overhead_frac": max(0.0, 1.0 - sum(parts.values()) / train_time),
             "mem/rss_peak_mb": peak_rss_mb(), **cuda_memory(self.device),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": torch.get_num_threads(), "time/cpu_s": process_cpu_seconds(),
         }
 
     def _sps_after_warmup(self, train_time: float) -> float | None:
@@ -422,6 +422,13 @@ def _configure_torch(threads: int, seed: int) -> None:
     except RuntimeError:
         pass  # already set in this process (in-process runs); harmless
     torch.manual_seed(seed)
+
+
+def process_cpu_seconds() -> float:
+    """CPU time (user + system, all threads) of this process: on a shared machine the cost that wall time hides.
+    The attempt's own (a resumed run's earlier attempts ran in other processes)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
