@@ -1,5 +1,6 @@
 """`bench tune`: real Optuna studies (SQLite files in tmp_path) whose trials are tiny Pendulum runs."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -186,3 +187,15 @@ def test_startup_trials_default_to_a_third_of_the_study_and_zero_is_kept():
     assert startup_trials(0, 30) == 0   # `--startup-trials 0` once fell back to the default
     with pytest.raises(ConfigError, match="-1"):
         startup_trials(-1, 30)
+
+
+def test_a_studys_trials_are_planned_under_its_preset(tmp_path):
+    """bench tune --preset: every trial's runs carry the preset's layer under the sampled values, and the preset is
+    part of what makes two launches the same study."""
+    paper = tiny_settings(tmp_path, "sac", {"tau": {"type": "float", "low": 0.001, "high": 0.02}}, trials=1,
+                          preset="sdac-paper")
+    (job,) = tune_settings.expand_trial(paper, "trial-0000", {"tau": 0.01})
+    assert job.preset == "sdac-paper" and job.agent_config["activation"] == "gelu" and job.agent_config["tau"] == 0.01
+    own = tune_settings.expand_trial(dataclasses.replace(paper, preset="standard"), "trial-0000", {"tau": 0.01})[0]
+    assert own.agent_config["activation"] == "relu" and own.protocol == job.protocol  # --protocol quick given
+    assert paper.identity() != dataclasses.replace(paper, preset="standard").identity()
