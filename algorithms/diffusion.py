@@ -260,3 +260,30 @@ def sample_best_of_n(model: NoisePredictor, schedule: DiffusionSchedule, critic:
                      particles: int, generator: torch.Generator, init_scale: float = 1.0) -> Candidates:
     """Reverse-sample ``particles`` actions per state and select by min-Q: the acting rule of SDAC/DPMD."""
     return best_of_n(reverse_sample(model, schedule, obs, particles, generator, init_scale), obs, critic)
+
+
+class DiffusionActorCritic(NamedTuple):
+    """The networks of a diffusion actor-critic of the relax code base (SDAC, DPMD, QVPO): the noise predictor and
+    its EMA copy (which acts), twin critics and their targets, the noise schedule, and Adam for both."""
+
+    policy: NoisePredictor
+    policy_ema: NoisePredictor
+    critic: nn.Module
+    critic_target: nn.Module
+    schedule: DiffusionSchedule
+    policy_optimizer: torch.optim.Optimizer
+    critic_optimizer: torch.optim.Optimizer
+
+
+def diffusion_actor_critic(agent, c) -> DiffusionActorCritic:
+    """Built from a config with ``hidden``, ``activation``, ``n_critics``, ``diffusion_steps``, ``beta_schedule``,
+    ``beta_schedule_scale``, ``policy_lr`` and ``critic_lr``, initialised under the agent's seed."""
+    from algorithms.nets import CriticEnsemble, adam, frozen_copy
+
+    with agent.seeded_init():
+        policy = NoisePredictor(agent.obs_dim, agent.act_dim, c.diffusion_steps, c.hidden, c.activation).to(agent.device)
+        critic = CriticEnsemble(agent.obs_dim, agent.act_dim, c.hidden, c.n_critics, c.activation).to(agent.device)
+    schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(agent.device)
+    return DiffusionActorCritic(policy, frozen_copy(policy), critic, frozen_copy(critic), schedule,
+                                adam(policy.parameters(), c.policy_lr, agent.device),
+                                adam(critic.parameters(), c.critic_lr, agent.device))

@@ -43,11 +43,9 @@ import torch
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch, register
-from algorithms.diffusion import (DiffusionSchedule, NoisePredictor, best_of_n, reverse_sample,
-                                  sample_best_of_n)
+from algorithms.diffusion import best_of_n, diffusion_actor_critic, reverse_sample, sample_best_of_n
 from algorithms.fields import shared
-from algorithms.nets import (CriticEnsemble, adam, critic_regression_step, frozen_copy, no_param_grads,
-                             optimizer_step, polyak_update)
+from algorithms.nets import critic_regression_step, no_param_grads, optimizer_step, polyak_update
 from algorithms.schedules import check_policy_lr_window, policy_lr, set_lr
 
 WEIGHTINGS = ("q_above_one", "advantage")
@@ -170,14 +168,8 @@ class QVPO(Agent):
                  device: str | torch.device = "cpu", seed: int = 0) -> None:
         super().__init__(obs_dim, act_dim, config, device, seed)
         c = self.config
-        with self.seeded_init():
-            self.policy = NoisePredictor(obs_dim, act_dim, c.diffusion_steps, c.hidden, c.activation).to(self.device)
-            self.critic = CriticEnsemble(obs_dim, act_dim, c.hidden, c.n_critics, c.activation).to(self.device)
-        self.policy_ema = frozen_copy(self.policy)
-        self.critic_target = frozen_copy(self.critic)
-        self.schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(self.device)
-        self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
-        self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
+        (self.policy, self.policy_ema, self.critic, self.critic_target, self.schedule, self.policy_optimizer,
+         self.critic_optimizer) = diffusion_actor_critic(self, c)
         for optimizer in (self.policy_optimizer, self.critic_optimizer):
             for group in optimizer.param_groups:
                 group["eps"] = c.adam_eps

@@ -36,9 +36,9 @@ import torch
 
 from algorithms import config as cfg
 from algorithms.base import Agent, AgentConfig, Batch
-from algorithms.diffusion import DiffusionSchedule, NoisePredictor, sample_best_of_n
+from algorithms.diffusion import NoisePredictor, diffusion_actor_critic, sample_best_of_n
 from algorithms.fields import shared
-from algorithms.nets import CriticEnsemble, adam, critic_regression_step, frozen_copy, optimizer_step, polyak_update
+from algorithms.nets import critic_regression_step, optimizer_step, polyak_update
 from algorithms.schedules import check_policy_lr_window, policy_lr, set_lr
 from algorithms.temperature import Temperature
 
@@ -129,16 +129,10 @@ class RSMAgent(Agent):
                  device: str | torch.device = "cpu", seed: int = 0) -> None:
         super().__init__(obs_dim, act_dim, config, device, seed)
         c = self.config
-        with self.seeded_init():
-            self.policy = NoisePredictor(obs_dim, act_dim, c.diffusion_steps, c.hidden, c.activation).to(self.device)
-            self.critic = CriticEnsemble(obs_dim, act_dim, c.hidden, c.n_critics, c.activation).to(self.device)
-        self.policy_ema = frozen_copy(self.policy)
-        self.critic_target = frozen_copy(self.critic)
-        self.schedule = DiffusionSchedule.build(c.beta_schedule, c.diffusion_steps, c.beta_schedule_scale).to(self.device)
+        (self.policy, self.policy_ema, self.critic, self.critic_target, self.schedule, self.policy_optimizer,
+         self.critic_optimizer) = diffusion_actor_critic(self, c)
         self.temperature = Temperature.from_config(c, act_dim, self.device)
         self.log_alpha, self.alpha_optimizer = self.temperature.log_alpha, self.temperature.optimizer
-        self.policy_optimizer = adam(self.policy.parameters(), c.policy_lr, self.device)
-        self.critic_optimizer = adam(self.critic.parameters(), c.critic_lr, self.device)
         self.num_updates = 0
         self.num_policy_updates = 0
         zero = torch.zeros((), device=self.device)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import re
-from pathlib import Path
 
 import algorithms
 from algorithms import base

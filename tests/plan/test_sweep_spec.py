@@ -2,7 +2,6 @@
 layer in the documented order, and bad specs fail with the valid choices."""
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import yaml
