@@ -33,11 +33,14 @@ SHORT_NAMES: dict[str, str] = {
 
 
 def resolve_env_id(name: str, version: str | None = None) -> str:
-    """``Hopper`` -> ``Hopper-v5`` (or ``Hopper-<version>``); a registered full id is returned unchanged."""
+    """``Hopper`` -> ``Hopper-v5`` (or ``Hopper-<version>``); a registered full id is returned unchanged. A version
+    applies to the short names that have it (the MuJoCo tasks under a paper's ``-v4``); a task without that version
+    (Pendulum has only ``-v1``) keeps its pinned id, so one protocol serves a suite that mixes both."""
     lookup = {short.lower(): short for short in SHORT_NAMES}
     short = lookup.get(name.strip().lower())
     if short is not None:
-        env_id = f"{short}-{version}" if version else SHORT_NAMES[short]
+        versioned = f"{short}-{version}"
+        env_id = versioned if version and versioned in gym.registry else SHORT_NAMES[short]
     else:
         env_id = name.strip()
     if env_id not in gym.registry:

@@ -82,8 +82,8 @@ def test_rerun_skips_done_runs(finished_sweep):
 
 
 def test_dry_run_lists_runs_and_writes_nothing(results_dir):
-    result = bench_cli("run", "--algos", "sac", "--envs", "Pendulum,Hopper", "--seeds", "0-1", "--dry-run",
-                       results_dir=results_dir)
+    result = bench_cli("run", "--algos", "sac", "--envs", "Pendulum,Hopper", "--seeds", "0-1", "--preset", "none",
+                       "--dry-run", results_dir=results_dir)
     assert result.returncode == 0
     assert "sac/Hopper-v5/seed=1" in result.stdout and "4 runs" in result.stdout
     assert not results_dir.exists()
@@ -110,7 +110,7 @@ def test_failing_run_is_recorded_and_others_continue(results_dir):
     (["-o", "lr=1e-3"], "unknown key 'lr' for algorithm 'sac'; valid keys: activation, actor_lr"),
     (["-o", "batch_size=big"], "bad value for 'batch_size'"),
     (["-o", "protocol.eval_episodez=3"], "valid keys of Protocol"),
-    (["--protocol", "fast"], "unknown protocol 'fast'; valid choices: quick, sdac-paper, standard"),
+    (["--protocol", "fast"], "unknown protocol 'fast'; valid choices: dacer-paper, quick, sdac-paper, standard"),
     (["--seeds", "x"], "--seeds 'x'"),
     (["--device", "tpu"], "valid choices are cpu, cuda"),
 ])

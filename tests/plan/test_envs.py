@@ -18,6 +18,12 @@ def test_env_version_applies_to_short_names():
     assert resolve_env_id("Hopper", "v4") == "Hopper-v4"
 
 
+def test_env_version_leaves_tasks_without_that_version_at_their_pinned_id():
+    """The sdac-paper preset's -v4 must not break Pendulum (classic control has only -v1)."""
+    assert resolve_env_id("Pendulum", "v4") == "Pendulum-v1"
+    assert resolve_env_id("Pendulum-v1", "v4") == "Pendulum-v1"
+
+
 def test_unknown_env_names_the_valid_choices():
     with pytest.raises(ConfigError, match=r"unknown environment 'Hoper'.*Hopper.*Ant-v4"):
         resolve_env_id("Hoper")

@@ -242,7 +242,7 @@ def test_status_reports_each_state(tmp_path):
     text = " ".join(result.stdout.split())
     assert f"interrupted │ checkpoint at step {RunDir(interrupted).checkpoint_step()}" in text
     assert "failed │ RuntimeError: out of luck" in text
-    grid = bench_cli("status", "--algos", "sac", "--envs", "Hopper", "--seeds", "3", "--suite", "x",
+    grid = bench_cli("status", "--algos", "sac", "--envs", "Hopper", "--seeds", "3", "--suite", "x", "--preset", "none",
                      "--results-dir", str(tmp_path), results_dir=tmp_path)
     assert grid.stdout.count("not started") == 2  # seed=2 row and the totals header
 
