@@ -289,3 +289,8 @@ def test_command_line_layers_apply_over_a_preset(tmp_path):
 def test_an_unknown_preset_names_the_valid_choices(tmp_path):
     with pytest.raises(cfg.ConfigError, match=r"unknown preset 'sdac'; valid choices: dacer-paper, sdac-paper, "):
         SweepSpec(name="s", algos=["sac"], envs=["Hopper"], seeds=[0], preset="sdac").expand(tmp_path)
+
+
+def test_the_default_preset_gives_mujoco_tasks_v4_and_leaves_pendulum_at_v1(tmp_path):
+    spec = SweepSpec(name="s", algos=["sac"], envs=["Pendulum", "Hopper"], seeds=[0])
+    assert [job.env_id for job in spec.expand(tmp_path)] == ["Pendulum-v1", "Hopper-v4"]
