@@ -1,5 +1,5 @@
-"""Wall time per gradient update and per act() call of SDAC, DPMD, DACER, DACER2, CPQL and SAC, on random batches
-(no env needed).
+"""Wall time per gradient update and per act() call of every built-in agent (SDAC, DPMD, DACER, DACER2, CPQL, SAC,
+TD3, QSM, DIPO, QVPO) on random batches (no env needed).
 
     python benchmarks/update_speed.py                                  # paper settings, ~12 minutes
     python benchmarks/update_speed.py --config algorithms/configs/cpu-smoke.yaml --algos sdac,dpmd
@@ -81,7 +81,7 @@ def measure(name: str, env_id: str, overrides: dict, args: argparse.Namespace) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", default="sdac,dpmd,dacer,dacer2,cpql,sac")
+    parser.add_argument("--algos", default="sdac,dpmd,dacer,dacer2,cpql,sac,td3,qsm,dipo,qvpo")
     parser.add_argument("--envs", default=",".join(ENV_DIMS))
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--config", type=Path, help="YAML with a block of field: value per algorithm")

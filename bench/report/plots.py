@@ -23,17 +23,17 @@ STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.font
 
 def palette(labels: Sequence[str], algo_of: Mapping[str, str] | None = None) -> dict[str, tuple]:
     """label -> colour, in display order (every figure draws its labels in this order). A known algorithm (or the
-    first, by name, of its variants; ``algo_of`` maps a variant's label to its algorithm) has its fixed slot;
-    other labels take the spare slots 6-9, then unused known slots, in name order."""
-    colours = sns.color_palette("colorblind", 10)
+    first, by name, of its variants; ``algo_of`` maps a variant's label to its algorithm) has its fixed slot among
+    the ten colour-blind-safe colours; other labels take the unused known slots, then a darker second set, in name
+    order, so no two labels share a colour below twenty."""
+    colours = sns.color_palette("colorblind", 10) + sns.color_palette("dark", 10)
     algo_of = algo_of or {}
     slots: dict[str, int] = {}
     for label in sorted(labels):
         base = algo_of.get(label, label)
         if base in KNOWN_ORDER and KNOWN_ORDER.index(base) not in slots.values():
             slots[label] = KNOWN_ORDER.index(base)
-    spare = [i for i in range(len(colours)) if i >= len(KNOWN_ORDER)]
-    spare += [i for i in range(len(KNOWN_ORDER)) if i not in slots.values()]
+    spare = [i for i in range(10) if i not in slots.values()] + list(range(10, len(colours)))
     for number, label in enumerate(sorted(set(labels) - set(slots))):
         slots[label] = spare[number % len(spare)]
     return {label: colours[slots[label]] for label in ordered(labels, algo_of)}
@@ -107,7 +107,8 @@ def env_panels(env_curves: dict, colors: dict, x_scale: float = 1e-3, xlabel: st
     columns = min(3, len(envs))
     rows = int(np.ceil(len(envs) / columns))
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.7 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 2.7 * rows), squeeze=False,
+                                 layout="constrained")
         for ax, env in zip(axes.flat, envs):
             per_label = env_curves[env]
             grids = {label: values[0] for label, values in per_label.items()}
@@ -117,10 +118,8 @@ def env_panels(env_curves: dict, colors: dict, x_scale: float = 1e-3, xlabel: st
             ax.set(title=env, xlabel=xlabel, ylabel="return")
         for ax in list(axes.flat)[len(envs):]:
             ax.set_visible(False)
-        labels = in_order({label for per_label in env_curves.values() for label in per_label}, colors)
-        fig.legend(handles=_handles(labels, colors), loc="lower center", ncol=min(6, len(labels)), frameon=False,
-                   bbox_to_anchor=(0.5, -0.02 - 0.02 * rows))
-        fig.tight_layout()
+        _legend_below(fig, in_order({label for per_label in env_curves.values() for label in per_label}, colors),
+                      colors, columns=3 * columns)
     return fig
 
 
@@ -134,7 +133,7 @@ def cost_bars(cost, colors: dict) -> plt.Figure:
     width = 0.8 / len(labels)
     memory_label = cost["memory_kind"].iloc[0] if len(cost) else "memory (MB)"
     with plt.rc_context(STYLE | {"axes.grid": False}):
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.0))
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.0), layout="constrained")
         for ax, (column, low, high, title) in zip(axes, panels):
             for i, label in enumerate(labels):
                 mine = cost[cost["label"] == label].set_index("env_id").reindex(envs)
@@ -145,9 +144,7 @@ def cost_bars(cost, colors: dict) -> plt.Figure:
             ax.set_xticks(np.arange(len(envs)), envs, rotation=20, ha="right")
             ax.set_title(title or memory_label)
             ax.grid(axis="y", alpha=0.3)
-        fig.legend(handles=_handles(labels, colors), loc="lower center", ncol=min(6, len(labels)), frameon=False,
-                   bbox_to_anchor=(0.5, -0.12))
-        fig.tight_layout()
+        _legend_below(fig, labels, colors, columns=6)
     return fig
 
 
@@ -157,6 +154,16 @@ def _draw_bands(ax, grids: dict, points: dict, cis: dict, colors: dict, x_scale:
         ax.plot(x, points[label], color=colors[label], label=label, linewidth=1.6)
         lower, upper = cis[label]
         ax.fill_between(x, lower, upper, color=colors[label], alpha=0.2, linewidth=0)
+
+
+def _legend_below(fig: plt.Figure, labels: Sequence[str], colors: dict, columns: int) -> None:
+    """One legend under every panel, in the constrained layout's reserved space (so it never covers an axis
+    label however many rows it takes), read left to right in display order."""
+    ncol = max(1, min(columns, len(labels)))
+    rows = -(-len(labels) // ncol)
+    # matplotlib fills a multi-column legend column by column: transpose so the rows read in display order.
+    by_row = [labels[row * ncol + col] for col in range(ncol) for row in range(rows) if row * ncol + col < len(labels)]
+    fig.legend(handles=_handles(by_row, colors), loc="outside lower center", ncol=ncol, frameon=False)
 
 
 def _handles(labels: Sequence[str], colors: dict) -> list:

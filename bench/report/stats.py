@@ -27,7 +27,8 @@ from rliable import metrics
 from scipy import stats as scipy_stats
 
 AGGREGATES = ("IQM", "Mean", "Median", "Optimality Gap")
-KNOWN_ORDER = ("sac", "sdac", "dpmd", "dacer", "dacer2", "cpql")  # the order of tables, legends and colours
+# The order of tables, legends and colours: the built-in agents, the SDAC paper's later baselines last.
+KNOWN_ORDER = ("sac", "sdac", "dpmd", "dacer", "dacer2", "cpql", "td3", "qsm", "dipo", "qvpo")
 
 
 def ordered(labels, algo_of: Mapping[str, str] | None = None) -> list[str]:
