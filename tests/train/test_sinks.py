@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from bench.jobs import RunDir
 from bench.records.sinks import Sinks, metric_name, parse_log
@@ -132,6 +133,9 @@ def test_wandb_offline_fragments_hold_every_step_once_with_the_run_config(killed
     assert header["run_group"] == "default/sac/Pendulum-v1" and header["project"] == "sinks-test"
     config = header["config"]["update"]
     assert config["protocol"]["total_steps"] == STEPS and config["execution"]["log"] == ["tensorboard", "wandb"]
+    # recorded like the other execution settings
+    assert yaml.safe_load((run / "config.yaml").read_text())["execution"]["log"] == ["tensorboard", "wandb"]
+    assert yaml.safe_load((run.parents[2] / "sweep.yaml").read_text())["log"] == ["tensorboard", "wandb"]
 
 
 def test_sinks_that_cannot_start_give_one_notice_each_and_the_run_finishes(tmp_path):
