@@ -22,7 +22,7 @@ from tests.helpers import TINY, bench_cli, bench_env
 pytest.importorskip("tensorboard")
 pytest.importorskip("wandb")
 
-STEPS, CKPT_EVERY = 1200, 600
+STEPS, CKPT_EVERY = 1200, 400
 ARGS = ["--algos", "sac", "--envs", "Pendulum", "--seeds", "1", "--preset", "none", "--protocol", "quick",
         "--steps", str(STEPS), "--warmup", "200", "--eval-every", "200", "--eval-episodes", "2",
         "--checkpoint-every", str(CKPT_EVERY), "--threads", "1", "--workers", "1", "-o", "hidden=32,32",
@@ -77,16 +77,32 @@ def wait_until(condition, timeout: float = 300) -> None:
         time.sleep(0.1)
 
 
+def last_history_step(run: Path) -> int:
+    fragments = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    steps = [item["_step"] for path in fragments for item in history(wandb_records(path))]
+    return max(steps, default=-1)
+
+
 @pytest.fixture(scope="module")
 def killed_and_resumed(tmp_path_factory):
-    """One run SIGKILLed (with wandb-core beside it) 300 steps after its checkpoint at 600, then run to DONE."""
+    """One run SIGKILLed (wandb-core with it) once its W&B file holds rows past its checkpoint, then run to DONE.
+    The training process is stopped (SIGSTOP) 200+ steps past the checkpoint while wandb-core writes those rows:
+    the overlap that a resume must not log twice, at any machine speed."""
     results = tmp_path_factory.mktemp("sinks") / "results"
     run = results / "default" / "sac" / "Pendulum-v1" / "seed=0"
     process = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *ARGS], env=bench_env(results, **OFFLINE),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_until(lambda: RunDir(run).checkpoint_step() == CKPT_EVERY and max(train_row_steps(run)) >= 800)
-        time.sleep(2.5)  # past wandb's flush interval: the killed attempt's .wandb file holds rows past step 600
+        while True:
+            wait_until(lambda: (RunDir(run).checkpoint_step() or 0) > 0 and train_row_steps(run)
+                       and max(train_row_steps(run)) >= RunDir(run).checkpoint_step() + 200)
+            trainer = json.loads((run / "RUNNING").read_text())["pid"]  # the pool's worker, not wandb-core
+            os.kill(trainer, signal.SIGSTOP)
+            if max(train_row_steps(run)) >= RunDir(run).checkpoint_step() + 200:
+                break
+            os.kill(trainer, signal.SIGCONT)  # it reached a new checkpoint meanwhile: wait past that one
+        checkpoint_step = RunDir(run).checkpoint_step()
+        wait_until(lambda: last_history_step(run) > checkpoint_step, timeout=60)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
@@ -94,12 +110,12 @@ def killed_and_resumed(tmp_path_factory):
     resumed = bench_cli("run", *ARGS, results_dir=results, env=OFFLINE)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (run / "DONE").exists()
-    return run
+    assert f"resuming from last.pt at env step {checkpoint_step}" in (run / "run.log").read_text()
+    return run, checkpoint_step
 
 
 def test_tensorboard_events_equal_the_csv_rows_once_each_after_a_resume(killed_and_resumed):
-    run = killed_and_resumed
-    assert f"resuming from last.pt at env step {CKPT_EVERY}" in (run / "run.log").read_text()
+    run, _ = killed_and_resumed
     scalars = tensorboard_scalars(run / "tensorboard")
     expected = expected_metrics(run)
     assert set(scalars) == set(expected)
@@ -112,13 +128,13 @@ def test_tensorboard_events_equal_the_csv_rows_once_each_after_a_resume(killed_a
 
 
 def test_wandb_offline_fragments_hold_every_step_once_with_the_run_config(killed_and_resumed):
-    run = killed_and_resumed
+    run, checkpoint_step = killed_and_resumed
     run_id = json.loads((run / "wandb" / "bench-run.json").read_text())["id"]
     fragments = sorted((run / "wandb").glob(f"offline-run-*-{run_id}*/run-{run_id}.wandb"))
     assert len(fragments) == 2  # one per attempt, both of the same W&B run
     killed, resumed = (wandb_records(path) for path in fragments)
     killed_steps = [item["_step"] for item in history(killed)]
-    assert max(killed_steps) > CKPT_EVERY  # rows past the checkpoint reached W&B before the kill ...
+    assert max(killed_steps) > checkpoint_step  # rows past the checkpoint reached W&B before the kill ...
     rows = history(killed) + history(resumed)
     steps = [item["_step"] for item in rows]
     assert len(steps) == len(set(steps))  # ... and were not logged again
