@@ -130,7 +130,7 @@ def open_sinks(names: Sequence[str], run: RunDir, job: JobSpec, notice: Notice) 
         except Exception as error:  # noqa: BLE001 - no network, bad key, unwritable folder ...
             notice(f"--log {name}: could not start ({_describe(error)}); the run goes on with its CSV logs")
     sinks = Sinks(opened, notice)
-    for stream, row in logged_rows(run):
+    for stream, row in logged_rows(run) if opened else ():
         sinks.log(stream, row)
     return sinks
 

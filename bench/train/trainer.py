@@ -184,7 +184,9 @@ class Trainer:
             self.load_state(resume_state)
         self._start_attempt()
         # Last: the sinks replay the CSV logs as they stand (cut back to the checkpoint on resume).
+        began = time.perf_counter()
         self.sinks = open_sinks(job.log, run, job, self._notice)
+        self.clock.start += time.perf_counter() - began  # starting wandb-core is not training time
 
     # The loop ---------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
