@@ -177,6 +177,25 @@ def test_sinks_that_cannot_start_give_one_notice_each_and_the_run_finishes(tmp_p
     assert "note" in result.stdout and "--log tensorboard" in result.stdout  # shown where the run is watched
 
 
+def test_wandb_core_dying_mid_run_gives_one_notice_and_the_run_finishes(tmp_path):
+    results = tmp_path / "results"
+    run = results / "default" / "sac" / "Pendulum-v1" / "seed=0"
+    args = ["--algos", "sac", "--envs", "Pendulum", *TINY, "--steps", "800", "--workers", "1", "--log", "wandb"]
+    process = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *args], env=bench_env(results, **OFFLINE),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: len(train_row_steps(run)) >= 2)
+    trainer = json.loads((run / "RUNNING").read_text())["pid"]
+    children = Path(f"/proc/{trainer}/task/{trainer}/children").read_text().split()
+    core = next(pid for pid in map(int, children) if "wandb-core" in Path(f"/proc/{pid}/cmdline").read_text())
+    os.kill(core, signal.SIGKILL)  # as the OOM killer would
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out
+    assert (run / "DONE").exists() and [int(s) for s in train_row_steps(run)][-1] == 800
+    notes = (run / "run.log").read_text().splitlines()
+    assert len(notes) == 1 and "--log wandb: failed at env step" in notes[0], notes
+    assert "no more rows go to it in this attempt, the run goes on with its CSV logs" in notes[0]
+
+
 class FailsOnSecondRow:
     name = "flaky"
 
