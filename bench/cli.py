@@ -64,9 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "debug: submitit's in-process executor")
     run.add_argument("--profile", type=Path, metavar="FILE",
                      help="cluster profile YAML for --executor slurm (see sweeps/profiles/)")
+    _log_argument(run)
 
     status = commands.add_parser("status", help="state of runs, read from their directories (+ SLURM queue state)")
     status.add_argument("path", nargs="?", type=Path, help="results root, suite folder, run folder or sweep spec")
+    status.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
+                        help="refresh the running runs' last evaluation, env steps/s and ETA every SECONDS (default "
+                             "5) until none is running; Ctrl-C stops watching, not the runs")
     _grid_arguments(status)
 
     _plugin_argument(commands.add_parser("list", help="show algorithms, environments and protocols"))
@@ -92,6 +96,12 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", type=Path,
                         help=f"results root (default: ${RESULTS_ENV_VAR} or ./results)")
     _plugin_argument(parser)
+
+
+def _log_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log", metavar="SINKS", help="also send the logged metrics to tensorboard and/or wandb "
+                        "(comma-separated; none: no sink; default: the spec's or cluster profile's log:, else none; "
+                        "docs/logging.md)")
 
 
 def _plugin_argument(parser: argparse.ArgumentParser) -> None:
@@ -137,14 +147,14 @@ def _requested_sweep(args: argparse.Namespace, command_name: str, plugins: Seque
         args.spec, algos=args.algos, envs=args.envs, seeds=args.seeds, suite=args.suite, protocol=args.protocol,
         preset=args.preset,
         executor=getattr(args, "executor", None), profile=getattr(args, "profile", None), plugins=plugins,
-        command=command_name)
+        command=command_name, log=getattr(args, "log", None))
 
 
 # bench run ------------------------------------------------------------------------------------------------
 @command("run")
 def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> int:
     from bench.launch.preview import preview
-    from bench.launch.resolve import resolve_placement
+    from bench.launch.resolve import resolve_log, resolve_placement
     from bench.launch.sweep import planned_actions, start_sweep
 
     sweep = _requested_sweep(args, "bench run", _plugins(args))
@@ -153,7 +163,8 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     if placement.executor == "slurm":  # tasks run in their code snapshot's directory, maybe on other nodes
         results_root = results_root.resolve()
     command_line = layers.from_command_line(args.config, _protocol_flags(args), args.override)
-    execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv))
+    sweep.log = list(resolve_log(sweep.log, placement))  # sweep.yaml records what the runs use
+    execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv), tuple(sweep.log))
     jobs = sweep.expand(results_root, command_line, execution)
     _print_plan(preview(jobs), console)
     if args.dry_run:
@@ -208,13 +219,17 @@ def command_status(args: argparse.Namespace, argv: list[str], console: Console) 
         plugin_loader.load_plugins(_plugins(args))  # a spec's own plugins are loaded by expand
         jobs = _requested_sweep(args, "bench status").expand(
             args.results_dir, [layers.from_protocol_flags(_protocol_flags(args))])
-        runs = [job.directory for job in jobs]
+        list_runs = lambda: [job.directory for job in jobs]  # noqa: E731
     else:
         root = args.path or args.results_dir or default_results_root()
         if not root.exists():
             raise ConfigError(f"bench status: {str(root)!r} does not exist")
-        runs = status.status_run_dirs(root)
-    rows = status.rows_for(runs)
+        list_runs = lambda: status.status_run_dirs(root)  # noqa: E731 - runs that start later appear too
+    if args.watch is not None:
+        from bench.launch.watch import watch_runs
+
+        return watch_runs(list_runs, args.watch, console)
+    rows = status.rows_for(list_runs())
     console.print(_status_table(rows))
     console.print(_totals_table(status.totals(rows), status.STATES))
     return 0
@@ -393,6 +408,7 @@ def _tune_parser(commands) -> None:
     tune.add_argument("--executor", choices=("local", "slurm"), default="local",
                       help="local: worker processes here (default); slurm: a worker array, submit and exit")
     tune.add_argument("--profile", type=Path, metavar="FILE", help="cluster profile YAML for --executor slurm")
+    _log_argument(tune)
     tune.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name or YAML path (default: {DEFAULT_PRESET})")
     tune.add_argument("--protocol", help="protocol name or YAML path (default: the preset's)")
     tune.add_argument("--steps", type=int, help="env steps per run")
@@ -434,15 +450,17 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         return 0
     if not (args.algo and args.env):
         raise ConfigError("bench tune: give --algo and --env to run a study")
-    from bench.launch.resolve import resolve_placement
+    from bench.launch.resolve import resolve_log, resolve_placement
+    from bench.records.sinks import parse_log
 
     placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers)
+    log = resolve_log(parse_log(args.log) if args.log is not None else None, placement)
     settings = tune_settings.from_request(
         algo=args.algo, envs=args.env, seeds=args.seeds, trials=args.trials, study=study_name, storage=storage,
         study_dir=study_dir, preset=args.preset, protocol=args.protocol, protocol_overrides=_protocol_flags(args), config_files=args.config,
         overrides=args.override, search=args.search, pruner=args.pruner, pruner_startup=args.pruner_startup,
         pruner_warmup=args.pruner_warmup, sampler_seed=args.sampler_seed, startup_trials=args.startup_trials,
-        device=placement.device, torch_threads=placement.threads, plugins=plugins, argv=("bench", *argv))
+        device=placement.device, torch_threads=placement.threads, plugins=plugins, argv=("bench", *argv), log=log)
     workers.check(settings)
     if placement.executor == "slurm":
         return workers.submit_slurm(settings, placement.workers, placement.profile, console)

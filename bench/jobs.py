@@ -16,6 +16,8 @@ and the words for its state (:class:`RunState`, :class:`Outcome`, :class:`Attemp
             run.log         notices: resumes, fallbacks, dropped rows
             RUNNING         host and pid of the process running it now
             checkpoint.json, ckpt/, replay/   see bench.train.checkpoint
+            tensorboard/    TensorBoard event files (--log tensorboard), the same numbers as the CSV logs
+            wandb/          W&B's local run files (--log wandb); wandb/bench-run.json holds the W&B run id
             DONE            written last: the run finished and every file above is complete
             PRUNED          a tuning trial's pruner stopped the run: final, like DONE (holds the reason)
 
@@ -253,10 +255,13 @@ class RunDir(_Folder):
     CHECKPOINT_INFO = "checkpoint.json"
     CHECKPOINT_FOLDER = "ckpt"
     REPLAY_FOLDER = "replay"
+    TENSORBOARD_FOLDER = "tensorboard"
+    WANDB_FOLDER = "wandb"  # wandb.init(dir=<run>) writes here by its own choice of name
+    WANDB_STATE = "bench-run.json"
     # What this harness writes (not RUNNING: that is the live owner's); clear() removes exactly these.
     RECORD_FILES = (CONFIG, MANIFEST, EVAL_LOG, TRAIN_LOG, SUMMARY, ERROR, DONE_MARKER, PRUNED_MARKER, ATTEMPTS,
                     NOTES, CHECKPOINT_INFO)
-    RECORD_FOLDERS = (CHECKPOINT_FOLDER, REPLAY_FOLDER)
+    RECORD_FOLDERS = (CHECKPOINT_FOLDER, REPLAY_FOLDER, TENSORBOARD_FOLDER, WANDB_FOLDER)
 
     def __init__(self, path: Path | str) -> None:
         super().__init__(path)
@@ -302,6 +307,9 @@ class RunDir(_Folder):
     last_checkpoint = _named(CHECKPOINT_FOLDER, "last.pt")
     previous_checkpoint = _named(CHECKPOINT_FOLDER, "prev.pt")
     replay_dir = _named(REPLAY_FOLDER)
+    tensorboard_dir = _named(TENSORBOARD_FOLDER)
+    wandb_dir = _named(WANDB_FOLDER)
+    wandb_state = _named(WANDB_FOLDER, WANDB_STATE)
 
     # Final markers -----------------------------------------------------------------------------------
     @property
@@ -439,6 +447,7 @@ class JobSpec:
     argv: tuple[str, ...] = field(default_factory=tuple)
     plugins: tuple[str, ...] = field(default_factory=tuple)
     checkpoint_every: int | None = None  # env steps; None: every 5 % of the budget; 0: never
+    log: tuple[str, ...] = ()  # metric sinks beside the CSV logs (bench.records.sinks.SINKS)
 
     @property
     def name(self) -> str:
@@ -458,7 +467,7 @@ class JobSpec:
             "protocol": dict(self.protocol),
             "agent": dict(self.agent_config),
             "execution": {"device": self.device, "torch_threads": self.torch_threads,
-                          "checkpoint_every": self.checkpoint_every},
+                          "checkpoint_every": self.checkpoint_every, "log": list(self.log)},
         }
 
     def to_dict(self) -> dict[str, Any]:

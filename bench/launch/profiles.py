@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from algorithms import config as cfg
+from bench.records.sinks import parse_log
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ClusterProfile:
     sbatch: dict[str, Any] = field(default_factory=dict)  # any other sbatch option: {constraint: a100, exclude: node7}
     python: str | None = None        # interpreter on the compute nodes (default: the one running `bench run`)
     job_name: str = "bench"
+    log: tuple[str, ...] = ()        # metric sinks of the runs (as --log), unless the command or the spec names some
 
     def __post_init__(self) -> None:
         for key in ("timeout_min", "cpus_per_task", "array_parallelism", "max_array_size"):
@@ -72,6 +74,8 @@ def load_profile(path: Path | str) -> ClusterProfile:
     sbatch = data.pop("sbatch", None) or {}
     if not isinstance(sbatch, dict):
         raise cfg.ConfigError(f"cluster profile {path}: 'sbatch' must map option names to values, got {sbatch!r}")
+    if data.get("log") is not None:
+        data["log"] = parse_log(data["log"], f"cluster profile {path}: 'log'")
     profile = cfg.build(ClusterProfile, data, where=f"cluster profile {path}")
     profile.sbatch = dict(sbatch)
     return profile

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from algorithms.config import ConfigError
 from bench.launch.profiles import ClusterProfile, load_profile
@@ -42,6 +43,14 @@ def resolve_placement(executor: str, profile: Path | str | None, device: str = "
                          threads or cluster.cpus_per_task, workers)
     return Placement(executor, None, local_device(device), threads or max(1, (os.cpu_count() or 1) // workers),
                      workers)
+
+
+def resolve_log(requested: Sequence[str] | None, placement: Placement) -> tuple[str, ...]:
+    """The runs' metric sinks: the command's ``--log`` or the spec's ``log:`` (``requested``; ``none`` turns a
+    profile's off), else the cluster profile's ``log:``, else none."""
+    if requested is not None:
+        return tuple(requested)
+    return tuple(placement.profile.log) if placement.profile is not None else ()
 
 
 def local_device(choice: str) -> str:

@@ -1,19 +1,23 @@
 """`bench status`: the state of runs read from their directories (done / running / interrupted / failed / not
 started), the runs a sweep planned that have not started yet, and the SLURM queue state of submitted runs where
-``squeue`` answers."""
+``squeue`` answers; ``--watch``: the running runs' last evaluation, speed and ETA, refreshed."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 from bench.jobs import RunDir, RunState, SuiteDir
+from bench.records.csvlog import last_row
 from bench.records.discover import find_run_dirs
 from bench.records.state import run_status
 
 STATES = tuple(RunState)
+IDLE_GRACE_S = 15.0  # `bench status --watch` ends once no run has been running for this long
 
 
 @dataclass(frozen=True)
@@ -90,3 +94,69 @@ def totals(rows: Iterable[RunRow]) -> dict[tuple[str, str], Counter]:
     for row in rows:
         table.setdefault((row.run.algo, row.run.env_id), Counter())[row.state] += 1
     return dict(sorted(table.items()))
+
+
+# The live view (bench status --watch) ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class LiveRow:
+    """Where a running run is: from its last train.csv and eval.csv rows, its budget and its attempt."""
+
+    name: str
+    step: int
+    total: int | None
+    last_eval: tuple[int, float] | None   # (env step, mean return)
+    sps: float | None                     # env steps per second over the last logged interval (evaluations in)
+    host: str
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.total is None or not self.sps:
+            return None
+        return max(0, self.total - self.step) / self.sps
+
+
+def live_row(row: RunRow) -> LiveRow:
+    run = row.run
+    total = (run.read_config() or {}).get("protocol", {}).get("total_steps")
+    attempts = run.attempts()
+    train, evaluation = last_row(run.train_log), last_row(run.eval_log)
+    step = max(int(train["step"]) if train else 0, int(attempts[-1].get("end_step", 0)) if attempts else 0)
+    return LiveRow(
+        name=row.name, step=step, total=int(total) if total is not None else None,
+        last_eval=(int(evaluation["step"]), float(evaluation["eval/return_mean"])) if evaluation else None,
+        sps=_number(train.get("time/sps")) if train else None,
+        host=str(attempts[-1].get("host", "?")) if attempts else "?")
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    live: list[LiveRow]       # the running runs
+    counts: Counter           # every run's state
+    idle_s: float             # seconds since a run was last seen running
+
+
+def watch(list_runs: Callable[[], Iterable[RunDir]], interval_s: float, grace_s: float = IDLE_GRACE_S,
+          sleep: Callable[[float], None] = time.sleep) -> Iterator[Snapshot]:
+    """A snapshot every ``interval_s`` seconds until no run has been running for ``grace_s`` (a local pool takes a
+    few seconds between one run's end and the next one's start), or at once when none runs at the start. The last
+    snapshot is yielded too."""
+    last_seen = time.monotonic() - grace_s  # nothing running at the first look: one snapshot only
+    while True:
+        rows = rows_for(list_runs())
+        live = [live_row(row) for row in rows if row.state in (RunState.RUNNING, RunState.PENDING)
+                and row.run.config_file.exists()]
+        if any(row.state in (RunState.RUNNING, RunState.PENDING) for row in rows):
+            last_seen = time.monotonic()
+        idle = time.monotonic() - last_seen
+        yield Snapshot(live, Counter(row.state for row in rows), idle)
+        if idle >= grace_s:
+            return
+        sleep(interval_s)

@@ -16,6 +16,7 @@ and where it runs. ``bench run sweeps/x.yaml`` and the flag form ``bench run --a
       InvertedPendulum: {sac: {tau: 0.01}}
     executor: local                  # local | slurm | debug
     profile: profiles/local-cluster.yaml   # cluster profile for slurm (relative to this file)
+    log: [tensorboard, wandb]        # metric sinks beside the CSV logs (as --log; default: the profile's, else none)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bench.plan.grid import parse_seeds, split_names
 from bench.plan.layers import Layer
 from bench.plan.presets import DEFAULT_PRESET
 from bench.plugins import is_plugin_file
+from bench.records.sinks import parse_log
 
 EXECUTORS = ("local", "slurm", "debug")
 
@@ -54,6 +56,7 @@ class SweepSpec:
     profile: str | None = None
     plugins: list[str] = field(default_factory=list)
     description: str = ""
+    log: list[str] | None = None  # None: not set here (a cluster profile's `log:` applies, else no sink)
 
     def layers(self) -> list[Layer]:
         """The spec's own override layers, lowest first: ``config`` files, ``overrides``, ``env_overrides``."""
@@ -111,6 +114,7 @@ def load_spec(path: Path | str) -> SweepSpec:
         plugins=[str(_resolve(base, item)) if is_plugin_file(str(item)) else str(item)
                  for item in _list(data.get("plugins", []), "plugins", where)],
         description=str(data.get("description", "")),
+        log=list(parse_log(data["log"], f"{where}: 'log'")) if data.get("log", None) is not None else None,
     )
 
 
@@ -216,7 +220,8 @@ def _resolved_if_file(name: str) -> str:
 
 def from_request(spec_path: Path | None, *, algos: str | None, envs: str | None, seeds: str | None,
                  suite: str | None, protocol: str | None, preset: str | None = None, executor: str | None = None,
-                 profile: Path | None = None, plugins: Sequence[str] = (), command: str = "bench run") -> SweepSpec:
+                 profile: Path | None = None, plugins: Sequence[str] = (), command: str = "bench run",
+                 log: str | None = None) -> SweepSpec:
     """The sweep a command names: a spec file (``--suite`` renames it; the command's preset, executor, profile and
     plugins replace or join the spec's), or the grid flags. Two ways to the same job list."""
     if spec_path is not None:
@@ -231,10 +236,13 @@ def from_request(spec_path: Path | None, *, algos: str | None, envs: str | None,
         spec.plugins += [name for name in plugins if name not in spec.plugins]
         spec.executor = executor or spec.executor
         spec.profile = str(Path(profile).resolve()) if profile else spec.profile
+        spec.log = list(parse_log(log)) if log is not None else spec.log
         return spec
     if not (algos and envs):
         raise ConfigError(f"{command}: give a sweep spec (sweeps/*.yaml) or both --algos and --envs")
-    return from_flags(suite=suite or GRID_DEFAULTS["suite"], algos=algos, envs=envs,
+    spec = from_flags(suite=suite or GRID_DEFAULTS["suite"], algos=algos, envs=envs,
                       seeds=seeds or GRID_DEFAULTS["seeds"], protocol=protocol,
                       preset=_resolved_if_file(preset) if preset else DEFAULT_PRESET,
                       executor=executor or "local", profile=profile, plugins=plugins)
+    spec.log = list(parse_log(log)) if log is not None else None
+    return spec

@@ -51,6 +51,34 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a log as written (text cells; empty for a missing value); [] when the file is absent."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def last_row(path: Path, tail_bytes: int = 65536) -> dict[str, str] | None:
+    """The last complete row of a log, read from its end (a live view polls long logs); None without one."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            header = handle.readline().decode()
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(len(header), size - tail_bytes))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    columns = next(csv.reader([header]), [])
+    for line in reversed(lines):  # the last line may be cut short by a writer mid-row
+        cells = next(csv.reader([line]), [])
+        if columns and len(cells) == len(columns) and _row_step(cells, len(columns)) is not None:
+            return dict(zip(columns, cells))
+    return None
+
+
 def truncate_csv(path: Path, max_step: int) -> tuple[int, int]:
     """Keep the header and the well-formed rows with ``step <= max_step`` (rewritten atomically).
 

@@ -24,6 +24,7 @@ from bench.plan.envs import RunSeeds, make_eval_envs, make_vector_env
 from bench.plan.protocols import Protocol
 from bench.records.csvlog import EVAL_LOG_COLUMNS, TRAIN_LOG_COLUMNS, CsvLog
 from bench.records.lock import slurm_task_id
+from bench.records.sinks import open_sinks
 from bench.train import checkpoint, env_state
 from bench.train.replay import ReplayBuffer
 
@@ -182,9 +183,22 @@ class Trainer:
         if self.resumed:
             self.load_state(resume_state)
         self._start_attempt()
+        # Last: the sinks replay the CSV logs as they stand (cut back to the checkpoint on resume).
+        began = time.perf_counter()
+        self.sinks = open_sinks(job.log, run, job, self._notice)
+        self.clock.start += time.perf_counter() - began  # starting wandb-core is not training time
 
     # The loop ---------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
+        try:
+            return self._train()
+        except RunPruned:
+            raise  # closed by prune()
+        except BaseException:
+            self.sinks.close(exit_code=1)
+            raise
+
+    def _train(self) -> dict[str, Any]:
         p = self.protocol
         self.emit({"event": "start", "step": self.step, "total": p.total_steps})
         # A checkpoint is taken after the evaluation due at its step, so a resumed run skips that one.
@@ -258,6 +272,7 @@ class Trainer:
             "mem/rss_peak_mb": peak_rss_mb(), **self.metrics.drain(self.step),
         }
         self.train_log.append(row)
+        self.sinks.log("train", row)
         self.last_logged_step = self.step
         self._heartbeat()
         self.emit({"event": "progress", "step": self.step, "sps": sps, "total": self.protocol.total_steps})
@@ -271,6 +286,7 @@ class Trainer:
             "eval/episodes": len(returns),
         }
         self.eval_log.append(row)
+        self.sinks.log("eval", row)
         self.eval_returns.append((self.step, row["eval/return_mean"]))
         self.emit({"event": "eval", "step": self.step, "return": row["eval/return_mean"],
                      "total": self.protocol.total_steps})
@@ -295,6 +311,7 @@ class Trainer:
         return summary
 
     def close(self) -> None:
+        self.sinks.close()
         self.train_log.close()
         self.eval_log.close()
         self.envs.close()
@@ -327,6 +344,10 @@ class Trainer:
         step0, time0, eval0 = self.warmup_done_at
         seconds = (train_time - time0) - (self.clock.parts["eval"] - eval0)
         return (self.step - step0) / seconds if seconds > 0 else None
+
+    def _notice(self, message: str) -> None:
+        self.run.note(message)
+        self.emit({"event": "notice", "message": message})
 
     # Attempts ---------------------------------------------------------------------------------------
     def _start_attempt(self) -> None:

@@ -44,6 +44,7 @@ class TuneSettings:
     torch_threads: int = 1
     plugins: tuple[str, ...] = ()
     argv: tuple[str, ...] = ()
+    log: tuple[str, ...] = ()      # metric sinks of every trial's runs (bench.records.sinks)
 
     def identity(self) -> dict[str, Any]:
         """What makes two launches the same experiment (a study must not mix two)."""
@@ -76,7 +77,7 @@ def expand_trial(settings: TuneSettings, suite: str, params: dict[str, Any]) -> 
                       config=list(s.config_files), overrides={s.algo: params}, plugins=list(s.plugins))
     return trial.expand(s.study_dir, [layers.from_protocol_flags(s.protocol_overrides),
                                       layers.from_assignments(s.overrides)],
-                        Execution(device=s.device, torch_threads=s.torch_threads, argv=tuple(s.argv)))
+                        Execution(device=s.device, torch_threads=s.torch_threads, argv=tuple(s.argv), log=s.log))
 
 
 def eval_counts(settings: TuneSettings) -> tuple[int, int]:
@@ -98,7 +99,8 @@ def from_request(*, algo: str, envs: Sequence[str], seeds: str, trials: int, stu
                  config_files: Sequence[Path],
                  overrides: Sequence[str], search: Path | None, pruner: str, pruner_startup: int,
                  pruner_warmup: int | None, sampler_seed: int, startup_trials: int | None, device: str,
-                 torch_threads: int, plugins: Sequence[str], argv: Sequence[str]) -> TuneSettings:
+                 torch_threads: int, plugins: Sequence[str], argv: Sequence[str],
+                 log: Sequence[str] = ()) -> TuneSettings:
     """The settings `bench tune` asks for, names resolved (algorithm, env ids, seeds) and counts checked."""
     from algorithms import get_algorithm
 
@@ -112,4 +114,4 @@ def from_request(*, algo: str, envs: Sequence[str], seeds: str, trials: int, stu
         config_files=tuple(str(Path(path).resolve()) for path in config_files), overrides=tuple(overrides),
         search=str(Path(search).resolve()) if search else None, pruner=pruner, pruner_startup=pruner_startup,
         pruner_warmup=pruner_warmup, sampler_seed=sampler_seed, startup_trials=resolve_startup_trials(startup_trials, trials),
-        device=device, torch_threads=torch_threads, plugins=tuple(plugins), argv=tuple(argv))
+        device=device, torch_threads=torch_threads, plugins=tuple(plugins), argv=tuple(argv), log=tuple(log))
