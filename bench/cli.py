@@ -68,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="state of runs, read from their directories (+ SLURM queue state)")
     status.add_argument("path", nargs="?", type=Path, help="results root, suite folder, run folder or sweep spec")
-    status.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
-                        help="refresh the running runs' last evaluation, env steps/s and ETA every SECONDS (default "
-                             "5) until none is running; Ctrl-C stops watching, not the runs")
+    # A flag plus --every (not an optional value) so that `bench status --watch results/x` reads the path as a path.
+    status.add_argument("--watch", action="store_true",
+                        help="refresh the running runs' last evaluation, env steps/s and ETA until none is running; "
+                             "Ctrl-C stops watching, not the runs")
+    status.add_argument("--every", type=float, default=5.0, metavar="SECONDS", help="--watch's refresh interval")
     _grid_arguments(status)
 
     _plugin_argument(commands.add_parser("list", help="show algorithms, environments and protocols"))
@@ -225,10 +227,12 @@ def command_status(args: argparse.Namespace, argv: list[str], console: Console) 
         if not root.exists():
             raise ConfigError(f"bench status: {str(root)!r} does not exist")
         list_runs = lambda: status.status_run_dirs(root)  # noqa: E731 - runs that start later appear too
-    if args.watch is not None:
+    if args.watch:
         from bench.launch.watch import watch_runs
 
-        return watch_runs(list_runs, args.watch, console)
+        if not args.every > 0:
+            raise ConfigError(f"bench status: --every must be > 0 seconds, got {args.every}")
+        return watch_runs(list_runs, args.every, console)
     rows = status.rows_for(list_runs())
     console.print(_status_table(rows))
     console.print(_totals_table(status.totals(rows), status.STATES))

@@ -26,7 +26,7 @@ def test_watch_shows_the_running_run_and_ctrl_c_stops_only_the_watching(tmp_path
         while not (run.eval_log.exists() and run.eval_log.read_text().count("\n") >= 3):  # header + 2 evaluations
             assert time.time() < deadline and training.poll() is None, "the run did not reach its second evaluation"
             time.sleep(0.2)
-        watcher = subprocess.Popen([sys.executable, "-m", "bench.cli", "status", str(results), "--watch", "0.5"],
+        watcher = subprocess.Popen([sys.executable, "-m", "bench.cli", "status", "--watch", str(results), "--every", "0.5"],
                                    env=bench_env(results), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         seen = []
         while sum("running: 1 (" in line for line in seen) < 2:  # two refreshes printed (after imports, ~seconds)
@@ -50,7 +50,7 @@ def test_watch_shows_the_running_run_and_ctrl_c_stops_only_the_watching(tmp_path
     assert 0 < step <= total == 1500
     assert re.fullmatch(r"-?\d+\.\d \(step \d+\)", cells[2])  # the last evaluation's mean return
     assert float(cells[3].replace(",", "")) > 0 and re.fullmatch(r"\d+m \d\ds", cells[4])
-    after = bench_cli("status", str(results), "--watch", "1", results_dir=results, timeout=60)
+    after = bench_cli("status", "--watch", str(results), "--every", "1", results_dir=results, timeout=60)
     assert after.returncode == 0 and after.stdout.rstrip().endswith("no run is running: stopped watching")
     assert "running: 0 (1 interrupted)" in after.stdout
 
