@@ -217,6 +217,10 @@ def command_status(args: argparse.Namespace, argv: list[str], console: Console) 
     rows = status.rows_for(runs)
     console.print(_status_table(rows))
     console.print(_totals_table(status.totals(rows), status.STATES))
+    for row in rows:
+        if row.state == RunState.SUSPECT:
+            console.print(f"[red]suspect:[/] {row.run.path}: {row.detail} (DONE, but its files disagree; bench "
+                          f"report leaves it out; --overwrite reruns it)", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -225,7 +229,7 @@ def _status_table(rows: list) -> Table:
     with_queue = any(row.queue for row in rows)
     for column in ("run", "state", "detail", *(["SLURM queue"] if with_queue else [])):
         table.add_column(column)
-    colours = {RunState.DONE: "green", RunState.PRUNED: "magenta", RunState.RUNNING: "cyan",
+    colours = {RunState.DONE: "green", RunState.SUSPECT: "red", RunState.PRUNED: "magenta", RunState.RUNNING: "cyan",
                RunState.INTERRUPTED: "yellow", RunState.FAILED: "red", RunState.PENDING: "blue"}
     for row in rows:
         colour = colours.get(row.state)
@@ -285,6 +289,7 @@ def _report_parsers(commands) -> None:
     collect = commands.add_parser("collect", help="gather run records into tidy Parquet tables (evals, runs)")
     collect.add_argument("paths", nargs="+", type=Path, help="suite folders (or results roots, or run folders)")
     collect.add_argument("--out", type=Path, help="folder for evals.parquet and runs.parquet (default: <suite>/report)")
+    _suspect_argument(collect)
 
     report = commands.add_parser("report", help="rliable statistics, figures and tables from run records")
     report.add_argument("paths", nargs="+", type=Path, help="suite folders (or results roots, or run folders)")
@@ -298,6 +303,13 @@ def _report_parsers(commands) -> None:
     report.add_argument("--include-incomplete", action="store_true",
                         help="use unfinished runs' last evaluation in aggregates and tables (default: left out)")
     report.add_argument("--table-error", default="ci", help="ci (95%% Student t, default) or std")
+    _suspect_argument(report)
+
+
+def _suspect_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--include-suspect", action="store_true",
+                        help="use DONE runs whose files disagree (the summary against the evaluation log; see `bench status`) "
+                             "(default: left out, with a warning)")
 
 
 @command("collect", "report")
@@ -310,8 +322,10 @@ def command_report(args: argparse.Namespace, argv: list[str], console: Console) 
 
     out = args.out or reporting.default_output(args.paths)
     if args.command == "collect":
-        collected = collecting.collect(args.paths)
+        collected = collecting.collect(args.paths, args.include_suspect)
         _print_skipped(collected.skipped, console)
+        for warning in reporting.suspect_warnings(collected.suspect, args.include_suspect):
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         paths = collected.save(out)
         console.print(f"{len(collected.runs)} runs, {len(collected.evals)} evaluation rows -> "
                       + ", ".join(map(str, paths)), highlight=False, soft_wrap=True)
@@ -321,9 +335,14 @@ def command_report(args: argparse.Namespace, argv: list[str], console: Console) 
     reps = reporting.FINAL_REPS if args.final else (reporting.DRAFT_REPS if args.reps is None else args.reps)
     options = reporting.ReportOptions(normalize=args.normalize, reps=reps, bootstrap_seed=args.bootstrap_seed,
                                       points=args.points, include_incomplete=args.include_incomplete,
-                                      table_error=args.table_error)
-    with console.status(f"reporting on {', '.join(map(str, args.paths))} ({reps} bootstrap replications)"):
-        report = reporting.make_report(args.paths, out, options)
+                                      table_error=args.table_error, include_suspect=args.include_suspect)
+    try:
+        with console.status(f"reporting on {', '.join(map(str, args.paths))} ({reps} bootstrap replications)"):
+            report = reporting.make_report(args.paths, out, options)
+    except KeyboardInterrupt:
+        Console(stderr=True).print(f"interrupted: no report written; {out} is as it was", highlight=False,
+                                   soft_wrap=True)
+        return 130
     _print_skipped(report.skipped, console)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ from typing import Iterable
 from bench.jobs import RunDir, RunState, SuiteDir
 from bench.records.discover import find_run_dirs
 from bench.records.state import run_status
+from bench.records.verify import verify_done
 
 STATES = tuple(RunState)
 
@@ -47,11 +48,11 @@ def row_for(run: RunDir) -> RunRow:
     status = run_status(run)
     detail = status.detail
     if status.state == RunState.DONE:
-        try:
-            summary = run.read_summary()
-            detail = f"final return {summary['final_eval_return']:.1f}, {summary.get('resumes', 0)} resume(s)"
-        except (OSError, ValueError, KeyError):
-            detail = f"{RunDir.SUMMARY} unreadable"
+        problems = verify_done(run)
+        if problems:
+            return RunRow(run, RunState.SUSPECT, "; ".join(problems))
+        summary = run.read_summary()
+        detail = f"final return {summary['final_eval_return']:.1f}, {summary.get('resumes', 0)} resume(s)"
     elif status.state == RunState.RUNNING:
         detail = _progress(run)
     return RunRow(run, status.state, detail)
