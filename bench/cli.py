@@ -24,6 +24,7 @@ from bench.plan.presets import DEFAULT_PRESET, available_presets, load_preset
 from bench.plan.protocols import available_protocols, load_protocol
 from bench.plan.spec import EXECUTORS
 from bench.plugins import PLUGIN_ENV_VAR
+from bench.records.folders import check_readable_folder, check_writable_folder, path_error_line
 
 PROTOCOL_FLAGS = {  # flag attribute -> Protocol field
     "steps": "total_steps", "eval_every": "eval_every", "eval_episodes": "eval_episodes",
@@ -121,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 2
+    except OSError as error:  # a path the user gave that cannot be used; anything else keeps its traceback
+        line = path_error_line(error)
+        if line is None:
+            raise
+        Console(stderr=True).print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+        return 2
 
 
 def _plugins(args: argparse.Namespace) -> list[str]:
@@ -152,6 +159,8 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     results_root = args.results_dir or default_results_root()
     if placement.executor == "slurm":  # tasks run in their code snapshot's directory, maybe on other nodes
         results_root = results_root.resolve()
+    if not args.dry_run:
+        check_writable_folder(results_root / sweep.name, "results folder")
     command_line = layers.from_command_line(args.config, _protocol_flags(args), args.override)
     execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv))
     jobs = sweep.expand(results_root, command_line, execution)
@@ -211,8 +220,7 @@ def command_status(args: argparse.Namespace, argv: list[str], console: Console) 
         runs = [job.directory for job in jobs]
     else:
         root = args.path or args.results_dir or default_results_root()
-        if not root.exists():
-            raise ConfigError(f"bench status: {str(root)!r} does not exist")
+        check_readable_folder(root, "bench status:")
         runs = status.status_run_dirs(root)
     rows = status.rows_for(runs)
     console.print(_status_table(rows))
@@ -320,7 +328,10 @@ def command_report(args: argparse.Namespace, argv: list[str], console: Console) 
     matplotlib.use("Agg")  # written headless (SLURM nodes, CI); bench.report.plots leaves it to notebooks
     from bench.report import builder as reporting, collect as collecting  # heavy imports (matplotlib, rliable)
 
+    for path in args.paths:
+        check_readable_folder(path, "results folder")
     out = args.out or reporting.default_output(args.paths)
+    check_writable_folder(out, "output folder")
     if args.command == "collect":
         collected = collecting.collect(args.paths, args.include_suspect)
         _print_skipped(collected.skipped, console)
@@ -453,6 +464,7 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         return 0
     if not (args.algo and args.env):
         raise ConfigError("bench tune: give --algo and --env to run a study")
+    check_writable_folder(study_dir, "study folder")
     from bench.launch.resolve import resolve_placement
 
     placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers)
