@@ -160,10 +160,20 @@ def parse_override(text: str) -> tuple[str, str]:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
+        try:
+            data = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {yaml_error_text(error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def yaml_error_text(error: Exception) -> str:
+    """``line 3, column 7: could not find expected ':'`` (1-based, as editors count) from a PyYAML error."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def check(condition: bool, message: str) -> None:

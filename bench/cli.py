@@ -17,7 +17,7 @@ import algorithms
 from algorithms.config import ConfigError  # noqa: I001  (torch loads on first use, see algorithms/__init__)
 from bench import plugins as plugin_loader
 from bench.jobs import DEFAULT_PROTOCOL, RESULTS_ENV_VAR, RunState, default_results_root
-from bench.plan import layers
+from bench.plan import flags, layers
 from bench.plan import spec as sweep_specs
 from bench.plan.expand import Execution
 from bench.plan.presets import DEFAULT_PRESET, available_presets, load_preset
@@ -33,29 +33,29 @@ PROTOCOL_FLAGS = {  # flag attribute -> Protocol field
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="Seeded sweeps of online RL algorithms.")
+    parser = flags.OneLineParser(prog="bench", description="Seeded sweeps of online RL algorithms.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="expand a sweep spec, or algos x envs x seeds, into runs and execute, "
                                           "resume or submit them")
     run.add_argument("spec", nargs="?", type=Path, help="sweep spec YAML (sweeps/*.yaml); or give --algos and --envs")
     _grid_arguments(run)
-    run.add_argument("--eval-every", type=int, help="env steps between evaluations")
-    run.add_argument("--eval-episodes", type=int, help="episodes per evaluation")
-    run.add_argument("--warmup", type=int, help="uniform-random warm-up env steps")
-    run.add_argument("--n-envs", type=int, help="parallel training envs")
-    run.add_argument("--utd", type=float, help="gradient updates per env step")
+    run.add_argument("--eval-every", type=flags.COUNT, help="env steps between evaluations")
+    run.add_argument("--eval-episodes", type=flags.COUNT, help="episodes per evaluation")
+    run.add_argument("--warmup", type=flags.NON_NEGATIVE, help="uniform-random warm-up env steps")
+    run.add_argument("--n-envs", type=flags.COUNT, help="parallel training envs")
+    run.add_argument("--utd", type=flags.positive_float, help="gradient updates per env step")
     run.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
                      help="YAML overrides: sections named by algorithm or 'protocol' (applied before -o); repeatable")
     run.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                      help="config override: key=v (all algos), <algo>.key=v, protocol.key=v; repeatable")
-    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    run.add_argument("--workers", type=flags.COUNT, default=os.cpu_count() or 1,
                      help="parallel runs of the local executor (default: cores)")
-    run.add_argument("--threads", type=int, help="torch threads per run (default: cores / workers; "
+    run.add_argument("--threads", type=flags.COUNT, help="torch threads per run (default: cores / workers; "
                                                   "--executor slurm: the profile's cpus_per_task)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s: cuda if "
                                                       "available; --executor slurm: cuda if the profile has GPUs)")
-    run.add_argument("--checkpoint-every", type=int,
+    run.add_argument("--checkpoint-every", type=flags.NON_NEGATIVE,
                      help="env steps between checkpoints (default: 5%% of the budget; 0: never)")
     run.add_argument("--overwrite", action="store_true",
                      help="discard existing records of the selected runs and start them over")
@@ -88,7 +88,7 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help=f"preset name or YAML path: a paper's protocol and per-algorithm settings "
                         f"(default: {DEFAULT_PRESET}; none: every algorithm at its defaults; see `bench list`)")
     parser.add_argument("--protocol", help="protocol name or YAML path (default: the preset's)")
-    parser.add_argument("--steps", type=int, help="total env steps (protocol total_steps)")
+    parser.add_argument("--steps", type=flags.COUNT, help="total env steps (protocol total_steps)")
     parser.add_argument("--env-version", help="version for short env names, e.g. v4")
     parser.add_argument("--results-dir", type=Path,
                         help=f"results root (default: ${RESULTS_ENV_VAR} or ./results)")
@@ -151,7 +151,7 @@ def _requested_sweep(args: argparse.Namespace, command_name: str, plugins: Seque
 @command("run")
 def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> int:
     from bench.launch.preview import preview
-    from bench.launch.resolve import resolve_placement
+    from bench.launch.resolve import oversubscription_warning, resolve_placement
     from bench.launch.sweep import planned_actions, start_sweep
 
     sweep = _requested_sweep(args, "bench run", _plugins(args))
@@ -165,6 +165,7 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv))
     jobs = sweep.expand(results_root, command_line, execution)
     _print_plan(preview(jobs), console)
+    _warn(oversubscription_warning(placement, len(jobs)), console)
     if args.dry_run:
         console.print(_dry_run_table(planned_actions(jobs)))
         return 0
@@ -187,6 +188,11 @@ def _print_plan(plan, console: Console) -> None:
                   f"(bench/data/update_costs.yaml; ~: the config differs from the measured defaults)",
                   highlight=False, soft_wrap=True)
     for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+def _warn(warning: str | None, console: Console) -> None:
+    if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
@@ -304,10 +310,10 @@ def _report_parsers(commands) -> None:
     report.add_argument("--out", type=Path, help="output folder (default: <suite>/report)")
     report.add_argument("--normalize", default="table", help="table (shipped reference returns, default), "
                         "minmax (over the compared runs) or none")
-    report.add_argument("--reps", type=int, help="bootstrap replications (default: draft setting)")
+    report.add_argument("--reps", type=flags.COUNT, help="bootstrap replications (default: draft setting)")
     report.add_argument("--final", action="store_true", help="publication setting for bootstrap replications")
-    report.add_argument("--bootstrap-seed", type=int, default=0, help="seed of every bootstrap (default: %(default)s)")
-    report.add_argument("--points", type=int, default=20, help="grid points of interpolated curves (default: %(default)s)")
+    report.add_argument("--bootstrap-seed", type=flags.NON_NEGATIVE, default=0, help="seed of every bootstrap (default: %(default)s)")
+    report.add_argument("--points", type=flags.integer(2), default=20, help="grid points of interpolated curves (default: %(default)s)")
     report.add_argument("--include-incomplete", action="store_true",
                         help="use unfinished runs' last evaluation in aggregates and tables (default: left out)")
     report.add_argument("--table-error", default="ci", help="ci (95%% Student t, default) or std")
@@ -379,10 +385,10 @@ def _probe_parser(commands) -> None:
                        help="suite folders or run folders (runs on other envs are skipped)")
     probe.add_argument("--out", type=Path, help="figure path, .png (a .pdf is written next to it); "
                        "default: <first path>/probe-multigoal.png")
-    probe.add_argument("--samples", type=int, default=500, help="actions drawn per fixed state (default: %(default)s)")
-    probe.add_argument("--episodes", type=int, default=40, help="stochastic episodes per agent (default: %(default)s)")
+    probe.add_argument("--samples", type=flags.COUNT, default=500, help="actions drawn per fixed state (default: %(default)s)")
+    probe.add_argument("--episodes", type=flags.COUNT, default=40, help="stochastic episodes per agent (default: %(default)s)")
     probe.add_argument("--states", default=";".join(f"{x:g},{y:g}" for x, y in DEFAULT_STATES), help="fixed states 'x,y;x,y;...' (default: %(default)s)")
-    probe.add_argument("--seed", type=int, default=0, help="seed of the sampling and of the episodes' starts")
+    probe.add_argument("--seed", type=flags.NON_NEGATIVE, default=0, help="seed of the sampling and of the episodes' starts")
     _plugin_argument(probe)
 
 
@@ -403,32 +409,32 @@ def _tune_parser(commands) -> None:
     tune.add_argument("--algo", help="algorithm to tune (search space: algorithms/configs/search/<algo>.yaml)")
     tune.add_argument("--env", action="append", default=[], help="environment (repeatable: the objective averages "
                       "normalized scores over envs)")
-    tune.add_argument("--trials", type=int, default=20, help="trials in the study, over all workers (default: 20)")
+    tune.add_argument("--trials", type=flags.COUNT, default=20, help="trials in the study, over all workers (default: 20)")
     tune.add_argument("--seeds", default="1", help="seeds per trial: count, list or range (default: 1)")
     tune.add_argument("--study", help="study name and folder <results>/<study>/ (default: <algo>-<env ids>)")
     tune.add_argument("--storage", help="Optuna storage: sqlite:///file.db (default: <results>/<study>/study.db; "
                       "one machine only), journal:/shared/path/study.journal or postgresql://... (clusters)")
     tune.add_argument("--search", type=Path, metavar="FILE", help="search space YAML (default: the algorithm's)")
     tune.add_argument("--pruner", default="median", help="median (default), hyperband or none")
-    tune.add_argument("--pruner-startup", type=int, default=3,
+    tune.add_argument("--pruner-startup", type=flags.NON_NEGATIVE, default=3,
                       help="finished trials before the median pruner prunes (default: %(default)s)")
-    tune.add_argument("--pruner-warmup", type=int, help="evaluations of a trial before it can be pruned "
+    tune.add_argument("--pruner-warmup", type=flags.NON_NEGATIVE, help="evaluations of a trial before it can be pruned "
                       "(default: those up to the end of warm-up, which only score the untrained network)")
-    tune.add_argument("--startup-trials", type=int,
+    tune.add_argument("--startup-trials", type=flags.NON_NEGATIVE,
                       help="random trials before TPE takes over (default: trials/3, between 2 and 10)")
-    tune.add_argument("--sampler-seed", type=int, default=0, help="TPE seed; worker k uses seed+k (default: 0)")
-    tune.add_argument("--workers", type=int, default=1, help="parallel workers on the study (default: 1)")
-    tune.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
+    tune.add_argument("--sampler-seed", type=flags.NON_NEGATIVE, default=0, help="TPE seed; worker k uses seed+k (default: 0)")
+    tune.add_argument("--workers", type=flags.COUNT, default=1, help="parallel workers on the study (default: 1)")
+    tune.add_argument("--threads", type=flags.COUNT, help="torch threads per worker (default: cores / workers)")
     tune.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     tune.add_argument("--executor", choices=("local", "slurm"), default="local",
                       help="local: worker processes here (default); slurm: a worker array, submit and exit")
     tune.add_argument("--profile", type=Path, metavar="FILE", help="cluster profile YAML for --executor slurm")
     tune.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name or YAML path (default: {DEFAULT_PRESET})")
     tune.add_argument("--protocol", help="protocol name or YAML path (default: the preset's)")
-    tune.add_argument("--steps", type=int, help="env steps per run")
-    tune.add_argument("--eval-every", type=int, help="env steps between evaluations (= between pruning decisions)")
-    tune.add_argument("--eval-episodes", type=int, help="episodes per evaluation")
-    tune.add_argument("--warmup", type=int, help="uniform-random warm-up env steps")
+    tune.add_argument("--steps", type=flags.COUNT, help="env steps per run")
+    tune.add_argument("--eval-every", type=flags.COUNT, help="env steps between evaluations (= between pruning decisions)")
+    tune.add_argument("--eval-episodes", type=flags.COUNT, help="episodes per evaluation")
+    tune.add_argument("--warmup", type=flags.NON_NEGATIVE, help="uniform-random warm-up env steps")
     tune.add_argument("--env-version", help="version for short env names, e.g. v4")
     tune.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
                       help="YAML overrides applied under every trial's sampled values (as in bench run)")
@@ -453,6 +459,7 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         study_name = tune_settings.default_study_name(args.algo, args.env)
     study_dir = results_root / study_name
     storage = args.storage or studies.default_storage(study_dir)
+    studies.check_storage_url(storage)
     plugins = plugin_loader.load_plugins(_plugins(args))  # module names: what spawned workers and SLURM tasks import
     if args.show or args.export:  # the export validates the best parameters against the algorithm's config
         study = studies.load(study_name, storage)
@@ -465,9 +472,10 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
     if not (args.algo and args.env):
         raise ConfigError("bench tune: give --algo and --env to run a study")
     check_writable_folder(study_dir, "study folder")
-    from bench.launch.resolve import resolve_placement
+    from bench.launch.resolve import oversubscription_warning, resolve_placement
 
     placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers)
+    _warn(oversubscription_warning(placement), console)
     settings = tune_settings.from_request(
         algo=args.algo, envs=args.env, seeds=args.seeds, trials=args.trials, study=study_name, storage=storage,
         study_dir=study_dir, preset=args.preset, protocol=args.protocol, protocol_overrides=_protocol_flags(args), config_files=args.config,
