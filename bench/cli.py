@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true",
                      help="discard existing records of the selected runs and start them over")
     run.add_argument("--dry-run", action="store_true", help="print the runs and exit without writing anything")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="also print a line per checkpoint (default: one line per run per evaluation)")
     run.add_argument("--executor", choices=EXECUTORS,
                      help="local: process pool here (default); slurm: submit job arrays and exit; "
                           "debug: submitit's in-process executor")
@@ -115,8 +117,9 @@ def command(*names: str):
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    # Log files (CI, SLURM) get a wide fixed width so run names are not cut; terminals use their own width.
-    console = Console(log_path=False, width=None if sys.stdout.isatty() else 150)
+    from bench.launch.progress import command_console
+
+    console = command_console()
     try:
         return COMMANDS[args.command](args, argv, console)
     except (ConfigError, FileNotFoundError) as error:
@@ -169,7 +172,8 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     if args.dry_run:
         console.print(_dry_run_table(planned_actions(jobs)))
         return 0
-    return start_sweep(sweep, jobs, placement, console, args.overwrite, [path.resolve() for path in args.config])
+    return start_sweep(sweep, jobs, placement, console, args.overwrite, [path.resolve() for path in args.config],
+                       args.verbose)
 
 
 def _print_plan(plan, console: Console) -> None:

@@ -71,14 +71,14 @@ class RunTask(submitit.helpers.Checkpointable):
 
 
 def _log_event(event: dict[str, Any]) -> None:
-    """Plain lines in the task's log file (<logs>/<array>_<task>_0_log.out)."""
-    kind = event["event"]
-    if kind == "progress":
-        return
-    details = {key: value for key, value in event.items() if key not in ("event", "job", "summary")}
-    if "summary" in event:
-        details["status"] = event["summary"].get("status")
-    print(f"{time.strftime('%H:%M:%S')} {kind:10s} {event.get('job', '')} {details}", flush=True)
+    """Plain lines in the task's log file (<logs>/<array>_<task>_0_log.out), worded as `bench run` words them."""
+    from rich.text import Text
+
+    from bench.launch.progress import event_line
+
+    line = event_line(event, verbose=True)
+    if line is not None:
+        print(f"{time.strftime('%H:%M:%S')} {Text.from_markup(line).plain}", flush=True)
 
 
 # Submission ---------------------------------------------------------------------------------------
