@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import algorithms
@@ -235,10 +236,8 @@ def command_status(args: argparse.Namespace, argv: list[str], console: Console) 
     rows = status.rows_for(runs)
     console.print(_status_table(rows))
     console.print(_totals_table(status.totals(rows), status.STATES))
-    for row in rows:
-        if row.state == RunState.SUSPECT:
-            console.print(f"[red]suspect:[/] {row.run.path}: {row.detail} (DONE, but its files disagree; bench "
-                          f"report leaves it out; --overwrite reruns it)", highlight=False, soft_wrap=True)
+    for line in status.attention_lines(rows):
+        console.print(line, style="red", highlight=False, soft_wrap=True, markup=False)
     return 0
 
 
@@ -251,7 +250,7 @@ def _status_table(rows: list) -> Table:
                RunState.INTERRUPTED: "yellow", RunState.FAILED: "red", RunState.PENDING: "blue"}
     for row in rows:
         colour = colours.get(row.state)
-        table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else str(row.state), row.detail,
+        table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else str(row.state), escape(row.detail),
                       *([row.queue] if with_queue else []))
     return table
 
