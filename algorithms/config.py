@@ -8,6 +8,7 @@ the expected type and the offending value named (never half-way through a run).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -115,9 +116,11 @@ def build(cls: type, values: Mapping[str, Any], where: str = "") -> Any:
     types_by_key = field_types(cls)
     unknown = sorted(set(values) - set(types_by_key))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], list(types_by_key), n=1, cutoff=0.6)
         raise ConfigError(
-            f"unknown key(s) {', '.join(map(repr, unknown))}{_where(where)}; "
-            f"valid keys of {cls.__name__}: {', '.join(sorted(types_by_key))}"
+            f"unknown key(s) {', '.join(map(repr, unknown))}{_where(where)}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; valid keys of {cls.__name__}: {', '.join(sorted(types_by_key))}"
         )
     kwargs = {key: coerce_key(cls, key, value, where) for key, value in values.items()}
     try:
