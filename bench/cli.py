@@ -126,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:  # a Ctrl-C no command handled itself (sweeps and reports do): a line, not a traceback
+        Console(stderr=True).print(f"interrupted: bench {args.command} stopped", highlight=False)
+        return 130
     except OSError as error:  # a path the user gave that cannot be used; anything else keeps its traceback
         line = path_error_line(error)
         if line is None:
