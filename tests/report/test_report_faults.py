@@ -49,6 +49,5 @@ def test_report_out_that_is_a_file_is_one_line(tmp_path):
     result = bench_cli("report", str(results / "s"), "--out", str(target), "--normalize", "none",
                        results_dir=results)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: report folder {target}: is a file, not a folder "
-                                                  "(give another --out)"]
+    assert result.stderr.strip().splitlines() == [f"error: output folder {target}: is a file, not a folder"]
     assert target.read_text() == "mine\n"
