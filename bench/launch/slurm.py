@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from dataclasses import dataclass, field, replace
 
@@ -86,7 +86,8 @@ def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> in
     """Submit the runs of ``jobs`` that are not done, running or queued, as arrays; print ids and log paths."""
     suite = jobs[0].directory.suite_dir
     queue = queue_states(suite)
-    failures = start_failures(suite, profile)
+    not_started = {job.name for job in jobs if run_status(job.directory).state == RunState.NOT_STARTED}
+    failures = start_failures(suite, profile, not_started)
     todo, skipped, refused = [], {"done": 0, "running": 0, "queued": 0, "failed to start": 0}, []
     for job in jobs:
         state = run_status(job.directory).state
@@ -280,12 +281,14 @@ NO_FAILURE = StartFailure("", Path(), (), 0)
 LOG_HEAD_LINES = 3
 
 
-def start_failures(suite: SuiteDir, profile: ClusterProfile | None = None) -> dict[str, StartFailure]:
+def start_failures(suite: SuiteDir, profile: ClusterProfile | None = None,
+                   runs: Collection[str] | None = None) -> dict[str, StartFailure]:
     """Run name -> its start failure, for runs whose latest task ran (it has a log), left the queue and never
     started the run (no line of it in the task's output). ``count`` is the number of such submissions in a row,
-    newest first, under ``profile`` (any profile when None). {} when squeue cannot be asked: a task still
-    starting would look the same."""
-    if shutil.which("squeue") is None:
+    newest first, under ``profile`` (any profile when None). Only ``runs`` are looked at when given (their logs
+    are read: pass the runs not started). {} when squeue cannot be asked: a task still starting would look the
+    same."""
+    if shutil.which("squeue") is None or (runs is not None and not runs):
         return {}
     entries = read_submissions(suite)
     if not entries:
@@ -297,7 +300,7 @@ def start_failures(suite: SuiteDir, profile: ClusterProfile | None = None) -> di
     for entry in reversed(entries):
         same_profile = current is None or entry.get("profile") == current
         for task, run in entry.get("tasks", {}).items():
-            if not counting.get(run, True):
+            if not counting.get(run, True) or (runs is not None and run not in runs):
                 continue
             logs = Path(entry.get("logs", ""))
             if task in queued or not _never_started(logs, task, run):

@@ -75,7 +75,8 @@ def rows_for(runs: Iterable[RunDir]) -> list[RunRow]:
     rows = [row_for(run) for run in runs]
     suites = {row.run.suite_dir for row in rows}
     queues = {suite: slurm.queue_states(suite) for suite in suites}
-    failures = {suite: slurm.start_failures(suite) for suite in suites}
+    not_started = {row.run.name for row in rows if row.state == RunState.NOT_STARTED}
+    failures = {suite: slurm.start_failures(suite, runs=not_started) for suite in suites}
     joined = []
     for row in rows:
         queue = queues[row.run.suite_dir].get(row.run.name, "")
