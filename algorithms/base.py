@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import difflib
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,8 +201,14 @@ def get_algorithm(name: str) -> type[Agent]:
         return _registry()[name.lower()]
     except KeyError:
         raise cfg.ConfigError(
-            f"unknown algorithm {name!r}; valid choices: {', '.join(available_algorithms())}"
+            f"unknown algorithm {name!r}{_did_you_mean(name, available_algorithms())}; valid choices: "
+            f"{', '.join(available_algorithms())}"
         ) from None
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(name).lower(), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def make_agent(name: str, obs_dim: int, act_dim: int, config: AgentConfig | Mapping[str, Any] | None = None,

@@ -8,6 +8,7 @@ the expected type and the offending value named (never half-way through a run).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -115,9 +116,11 @@ def build(cls: type, values: Mapping[str, Any], where: str = "") -> Any:
     types_by_key = field_types(cls)
     unknown = sorted(set(values) - set(types_by_key))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], list(types_by_key), n=1, cutoff=0.6)
         raise ConfigError(
-            f"unknown key(s) {', '.join(map(repr, unknown))}{_where(where)}; "
-            f"valid keys of {cls.__name__}: {', '.join(sorted(types_by_key))}"
+            f"unknown key(s) {', '.join(map(repr, unknown))}{_where(where)}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; valid keys of {cls.__name__}: {', '.join(sorted(types_by_key))}"
         )
     kwargs = {key: coerce_key(cls, key, value, where) for key, value in values.items()}
     try:
@@ -160,10 +163,20 @@ def parse_override(text: str) -> tuple[str, str]:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
+        try:
+            data = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {yaml_error_text(error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def yaml_error_text(error: Exception) -> str:
+    """``line 3, column 7: could not find expected ':'`` (1-based, as editors count) from a PyYAML error."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def check(condition: bool, message: str) -> None:

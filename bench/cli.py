@@ -11,19 +11,21 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import algorithms
 from algorithms.config import ConfigError  # noqa: I001  (torch loads on first use, see algorithms/__init__)
 from bench import plugins as plugin_loader
 from bench.jobs import DEFAULT_PROTOCOL, RESULTS_ENV_VAR, RunState, default_results_root
-from bench.plan import layers
+from bench.plan import flags, layers
 from bench.plan import spec as sweep_specs
 from bench.plan.expand import Execution
 from bench.plan.presets import DEFAULT_PRESET, available_presets, load_preset
 from bench.plan.protocols import available_protocols, load_protocol
 from bench.plan.spec import EXECUTORS
 from bench.plugins import PLUGIN_ENV_VAR
+from bench.records.folders import check_readable_folder, check_writable_folder, path_error_line
 
 PROTOCOL_FLAGS = {  # flag attribute -> Protocol field
     "steps": "total_steps", "eval_every": "eval_every", "eval_episodes": "eval_episodes",
@@ -32,33 +34,35 @@ PROTOCOL_FLAGS = {  # flag attribute -> Protocol field
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="Seeded sweeps of online RL algorithms.")
+    parser = flags.OneLineParser(prog="bench", description="Seeded sweeps of online RL algorithms.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="expand a sweep spec, or algos x envs x seeds, into runs and execute, "
                                           "resume or submit them")
     run.add_argument("spec", nargs="?", type=Path, help="sweep spec YAML (sweeps/*.yaml); or give --algos and --envs")
     _grid_arguments(run)
-    run.add_argument("--eval-every", type=int, help="env steps between evaluations")
-    run.add_argument("--eval-episodes", type=int, help="episodes per evaluation")
-    run.add_argument("--warmup", type=int, help="uniform-random warm-up env steps")
-    run.add_argument("--n-envs", type=int, help="parallel training envs")
-    run.add_argument("--utd", type=float, help="gradient updates per env step")
+    run.add_argument("--eval-every", type=flags.COUNT, help="env steps between evaluations")
+    run.add_argument("--eval-episodes", type=flags.COUNT, help="episodes per evaluation")
+    run.add_argument("--warmup", type=flags.NON_NEGATIVE, help="uniform-random warm-up env steps")
+    run.add_argument("--n-envs", type=flags.COUNT, help="parallel training envs")
+    run.add_argument("--utd", type=flags.positive_float, help="gradient updates per env step")
     run.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
                      help="YAML overrides: sections named by algorithm or 'protocol' (applied before -o); repeatable")
     run.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                      help="config override: key=v (all algos), <algo>.key=v, protocol.key=v; repeatable")
-    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    run.add_argument("--workers", type=flags.COUNT, default=os.cpu_count() or 1,
                      help="parallel runs of the local executor (default: cores)")
-    run.add_argument("--threads", type=int, help="torch threads per run (default: cores / workers; "
+    run.add_argument("--threads", type=flags.COUNT, help="torch threads per run (default: cores / workers; "
                                                   "--executor slurm: the profile's cpus_per_task)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s: cuda if "
                                                       "available; --executor slurm: cuda if the profile has GPUs)")
-    run.add_argument("--checkpoint-every", type=int,
+    run.add_argument("--checkpoint-every", type=flags.NON_NEGATIVE,
                      help="env steps between checkpoints (default: 5%% of the budget; 0: never)")
     run.add_argument("--overwrite", action="store_true",
                      help="discard existing records of the selected runs and start them over")
     run.add_argument("--dry-run", action="store_true", help="print the runs and exit without writing anything")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="also print a line per checkpoint (default: one line per run per evaluation)")
     run.add_argument("--executor", choices=EXECUTORS,
                      help="local: process pool here (default); slurm: submit job arrays and exit; "
                           "debug: submitit's in-process executor")
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--watch", action="store_true",
                         help="refresh the running runs' last evaluation, env steps/s and ETA until none is running; "
                              "Ctrl-C stops watching, not the runs")
-    status.add_argument("--every", type=float, default=5.0, metavar="SECONDS", help="--watch's refresh interval")
+    status.add_argument("--every", type=flags.positive_float, default=5.0, metavar="SECONDS", help="--watch's refresh interval")
     _grid_arguments(status)
 
     _plugin_argument(commands.add_parser("list", help="show algorithms, environments and protocols"))
@@ -93,7 +97,7 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help=f"preset name or YAML path: a paper's protocol and per-algorithm settings "
                         f"(default: {DEFAULT_PRESET}; none: every algorithm at its defaults; see `bench list`)")
     parser.add_argument("--protocol", help="protocol name or YAML path (default: the preset's)")
-    parser.add_argument("--steps", type=int, help="total env steps (protocol total_steps)")
+    parser.add_argument("--steps", type=flags.COUNT, help="total env steps (protocol total_steps)")
     parser.add_argument("--env-version", help="version for short env names, e.g. v4")
     parser.add_argument("--results-dir", type=Path,
                         help=f"results root (default: ${RESULTS_ENV_VAR} or ./results)")
@@ -126,12 +130,22 @@ def command(*names: str):
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    # Log files (CI, SLURM) get a wide fixed width so run names are not cut; terminals use their own width.
-    console = Console(log_path=False, width=None if sys.stdout.isatty() else 150)
+    from bench.launch.progress import command_console
+
+    console = command_console()
     try:
         return COMMANDS[args.command](args, argv, console)
     except (ConfigError, FileNotFoundError) as error:
         Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:  # a Ctrl-C no command handled itself (sweeps and reports do): a line, not a traceback
+        Console(stderr=True).print(f"interrupted: bench {args.command} stopped", highlight=False)
+        return 130
+    except OSError as error:  # a path the user gave that cannot be used; anything else keeps its traceback
+        line = path_error_line(error)
+        if line is None:
+            raise
+        Console(stderr=True).print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
         return 2
 
 
@@ -156,7 +170,7 @@ def _requested_sweep(args: argparse.Namespace, command_name: str, plugins: Seque
 @command("run")
 def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> int:
     from bench.launch.preview import preview
-    from bench.launch.resolve import resolve_log, resolve_placement
+    from bench.launch.resolve import oversubscription_warning, resolve_log, resolve_placement
     from bench.launch.sweep import planned_actions, start_sweep
 
     sweep = _requested_sweep(args, "bench run", _plugins(args))
@@ -164,15 +178,19 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     results_root = args.results_dir or default_results_root()
     if placement.executor == "slurm":  # tasks run in their code snapshot's directory, maybe on other nodes
         results_root = results_root.resolve()
+    if not args.dry_run:
+        check_writable_folder(results_root / sweep.name, "results folder")
     command_line = layers.from_command_line(args.config, _protocol_flags(args), args.override)
     sweep.log = list(resolve_log(sweep.log, placement))  # sweep.yaml records what the runs use
     execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv), tuple(sweep.log))
     jobs = sweep.expand(results_root, command_line, execution)
     _print_plan(preview(jobs), console)
+    _warn(oversubscription_warning(placement, len(jobs)), console)
     if args.dry_run:
         console.print(_dry_run_table(planned_actions(jobs)))
         return 0
-    return start_sweep(sweep, jobs, placement, console, args.overwrite, [path.resolve() for path in args.config])
+    return start_sweep(sweep, jobs, placement, console, args.overwrite, [path.resolve() for path in args.config],
+                       args.verbose)
 
 
 def _print_plan(plan, console: Console) -> None:
@@ -191,6 +209,11 @@ def _print_plan(plan, console: Console) -> None:
                   f"(bench/data/update_costs.yaml; ~: the config differs from the measured defaults)",
                   highlight=False, soft_wrap=True)
     for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+def _warn(warning: str | None, console: Console) -> None:
+    if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
@@ -224,18 +247,17 @@ def command_status(args: argparse.Namespace, argv: list[str], console: Console) 
         list_runs = lambda: [job.directory for job in jobs]  # noqa: E731
     else:
         root = args.path or args.results_dir or default_results_root()
-        if not root.exists():
-            raise ConfigError(f"bench status: {str(root)!r} does not exist")
+        check_readable_folder(root, "bench status:")
         list_runs = lambda: status.status_run_dirs(root)  # noqa: E731 - runs that start later appear too
     if args.watch:
         from bench.launch.watch import watch_runs
 
-        if not args.every > 0:
-            raise ConfigError(f"bench status: --every must be > 0 seconds, got {args.every}")
         return watch_runs(list_runs, args.every, console)
     rows = status.rows_for(list_runs())
     console.print(_status_table(rows))
     console.print(_totals_table(status.totals(rows), status.STATES))
+    for line in status.attention_lines(rows):
+        console.print(line, style="red", highlight=False, soft_wrap=True, markup=False)
     return 0
 
 
@@ -244,11 +266,11 @@ def _status_table(rows: list) -> Table:
     with_queue = any(row.queue for row in rows)
     for column in ("run", "state", "detail", *(["SLURM queue"] if with_queue else [])):
         table.add_column(column)
-    colours = {RunState.DONE: "green", RunState.PRUNED: "magenta", RunState.RUNNING: "cyan",
+    colours = {RunState.DONE: "green", RunState.SUSPECT: "red", RunState.PRUNED: "magenta", RunState.RUNNING: "cyan",
                RunState.INTERRUPTED: "yellow", RunState.FAILED: "red", RunState.PENDING: "blue"}
     for row in rows:
         colour = colours.get(row.state)
-        table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else str(row.state), row.detail,
+        table.add_row(row.name, f"[{colour}]{row.state}[/]" if colour else str(row.state), escape(row.detail),
                       *([row.queue] if with_queue else []))
     return table
 
@@ -304,19 +326,27 @@ def _report_parsers(commands) -> None:
     collect = commands.add_parser("collect", help="gather run records into tidy Parquet tables (evals, runs)")
     collect.add_argument("paths", nargs="+", type=Path, help="suite folders (or results roots, or run folders)")
     collect.add_argument("--out", type=Path, help="folder for evals.parquet and runs.parquet (default: <suite>/report)")
+    _suspect_argument(collect)
 
     report = commands.add_parser("report", help="rliable statistics, figures and tables from run records")
     report.add_argument("paths", nargs="+", type=Path, help="suite folders (or results roots, or run folders)")
     report.add_argument("--out", type=Path, help="output folder (default: <suite>/report)")
     report.add_argument("--normalize", default="table", help="table (shipped reference returns, default), "
                         "minmax (over the compared runs) or none")
-    report.add_argument("--reps", type=int, help="bootstrap replications (default: draft setting)")
+    report.add_argument("--reps", type=flags.COUNT, help="bootstrap replications (default: draft setting)")
     report.add_argument("--final", action="store_true", help="publication setting for bootstrap replications")
-    report.add_argument("--bootstrap-seed", type=int, default=0, help="seed of every bootstrap (default: %(default)s)")
-    report.add_argument("--points", type=int, default=20, help="grid points of interpolated curves (default: %(default)s)")
+    report.add_argument("--bootstrap-seed", type=flags.NON_NEGATIVE, default=0, help="seed of every bootstrap (default: %(default)s)")
+    report.add_argument("--points", type=flags.integer(2), default=20, help="grid points of interpolated curves (default: %(default)s)")
     report.add_argument("--include-incomplete", action="store_true",
                         help="use unfinished runs' last evaluation in aggregates and tables (default: left out)")
     report.add_argument("--table-error", default="ci", help="ci (95%% Student t, default) or std")
+    _suspect_argument(report)
+
+
+def _suspect_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--include-suspect", action="store_true",
+                        help="use DONE runs whose files disagree (the summary against the evaluation log; see `bench status`) "
+                             "(default: left out, with a warning)")
 
 
 @command("collect", "report")
@@ -327,10 +357,15 @@ def command_report(args: argparse.Namespace, argv: list[str], console: Console) 
     matplotlib.use("Agg")  # written headless (SLURM nodes, CI); bench.report.plots leaves it to notebooks
     from bench.report import builder as reporting, collect as collecting  # heavy imports (matplotlib, rliable)
 
+    for path in args.paths:
+        check_readable_folder(path, "results folder")
     out = args.out or reporting.default_output(args.paths)
+    check_writable_folder(out, "output folder")
     if args.command == "collect":
-        collected = collecting.collect(args.paths)
+        collected = collecting.collect(args.paths, args.include_suspect)
         _print_skipped(collected.skipped, console)
+        for warning in reporting.suspect_warnings(collected.suspect, args.include_suspect):
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         paths = collected.save(out)
         console.print(f"{len(collected.runs)} runs, {len(collected.evals)} evaluation rows -> "
                       + ", ".join(map(str, paths)), highlight=False, soft_wrap=True)
@@ -340,9 +375,14 @@ def command_report(args: argparse.Namespace, argv: list[str], console: Console) 
     reps = reporting.FINAL_REPS if args.final else (reporting.DRAFT_REPS if args.reps is None else args.reps)
     options = reporting.ReportOptions(normalize=args.normalize, reps=reps, bootstrap_seed=args.bootstrap_seed,
                                       points=args.points, include_incomplete=args.include_incomplete,
-                                      table_error=args.table_error)
-    with console.status(f"reporting on {', '.join(map(str, args.paths))} ({reps} bootstrap replications)"):
-        report = reporting.make_report(args.paths, out, options)
+                                      table_error=args.table_error, include_suspect=args.include_suspect)
+    try:
+        with console.status(f"reporting on {', '.join(map(str, args.paths))} ({reps} bootstrap replications)"):
+            report = reporting.make_report(args.paths, out, options)
+    except KeyboardInterrupt:
+        Console(stderr=True).print(f"interrupted: no report written; {out} is as it was", highlight=False,
+                                   soft_wrap=True)
+        return 130
     _print_skipped(report.skipped, console)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
@@ -368,10 +408,10 @@ def _probe_parser(commands) -> None:
                        help="suite folders or run folders (runs on other envs are skipped)")
     probe.add_argument("--out", type=Path, help="figure path, .png (a .pdf is written next to it); "
                        "default: <first path>/probe-multigoal.png")
-    probe.add_argument("--samples", type=int, default=500, help="actions drawn per fixed state (default: %(default)s)")
-    probe.add_argument("--episodes", type=int, default=40, help="stochastic episodes per agent (default: %(default)s)")
+    probe.add_argument("--samples", type=flags.COUNT, default=500, help="actions drawn per fixed state (default: %(default)s)")
+    probe.add_argument("--episodes", type=flags.COUNT, default=40, help="stochastic episodes per agent (default: %(default)s)")
     probe.add_argument("--states", default=";".join(f"{x:g},{y:g}" for x, y in DEFAULT_STATES), help="fixed states 'x,y;x,y;...' (default: %(default)s)")
-    probe.add_argument("--seed", type=int, default=0, help="seed of the sampling and of the episodes' starts")
+    probe.add_argument("--seed", type=flags.NON_NEGATIVE, default=0, help="seed of the sampling and of the episodes' starts")
     _plugin_argument(probe)
 
 
@@ -392,22 +432,22 @@ def _tune_parser(commands) -> None:
     tune.add_argument("--algo", help="algorithm to tune (search space: algorithms/configs/search/<algo>.yaml)")
     tune.add_argument("--env", action="append", default=[], help="environment (repeatable: the objective averages "
                       "normalized scores over envs)")
-    tune.add_argument("--trials", type=int, default=20, help="trials in the study, over all workers (default: 20)")
+    tune.add_argument("--trials", type=flags.COUNT, default=20, help="trials in the study, over all workers (default: 20)")
     tune.add_argument("--seeds", default="1", help="seeds per trial: count, list or range (default: 1)")
     tune.add_argument("--study", help="study name and folder <results>/<study>/ (default: <algo>-<env ids>)")
     tune.add_argument("--storage", help="Optuna storage: sqlite:///file.db (default: <results>/<study>/study.db; "
                       "one machine only), journal:/shared/path/study.journal or postgresql://... (clusters)")
     tune.add_argument("--search", type=Path, metavar="FILE", help="search space YAML (default: the algorithm's)")
     tune.add_argument("--pruner", default="median", help="median (default), hyperband or none")
-    tune.add_argument("--pruner-startup", type=int, default=3,
+    tune.add_argument("--pruner-startup", type=flags.NON_NEGATIVE, default=3,
                       help="finished trials before the median pruner prunes (default: %(default)s)")
-    tune.add_argument("--pruner-warmup", type=int, help="evaluations of a trial before it can be pruned "
+    tune.add_argument("--pruner-warmup", type=flags.NON_NEGATIVE, help="evaluations of a trial before it can be pruned "
                       "(default: those up to the end of warm-up, which only score the untrained network)")
-    tune.add_argument("--startup-trials", type=int,
+    tune.add_argument("--startup-trials", type=flags.NON_NEGATIVE,
                       help="random trials before TPE takes over (default: trials/3, between 2 and 10)")
-    tune.add_argument("--sampler-seed", type=int, default=0, help="TPE seed; worker k uses seed+k (default: 0)")
-    tune.add_argument("--workers", type=int, default=1, help="parallel workers on the study (default: 1)")
-    tune.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
+    tune.add_argument("--sampler-seed", type=flags.NON_NEGATIVE, default=0, help="TPE seed; worker k uses seed+k (default: 0)")
+    tune.add_argument("--workers", type=flags.COUNT, default=1, help="parallel workers on the study (default: 1)")
+    tune.add_argument("--threads", type=flags.COUNT, help="torch threads per worker (default: cores / workers)")
     tune.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     tune.add_argument("--executor", choices=("local", "slurm"), default="local",
                       help="local: worker processes here (default); slurm: a worker array, submit and exit")
@@ -415,10 +455,10 @@ def _tune_parser(commands) -> None:
     _log_argument(tune)
     tune.add_argument("--preset", default=DEFAULT_PRESET, help=f"preset name or YAML path (default: {DEFAULT_PRESET})")
     tune.add_argument("--protocol", help="protocol name or YAML path (default: the preset's)")
-    tune.add_argument("--steps", type=int, help="env steps per run")
-    tune.add_argument("--eval-every", type=int, help="env steps between evaluations (= between pruning decisions)")
-    tune.add_argument("--eval-episodes", type=int, help="episodes per evaluation")
-    tune.add_argument("--warmup", type=int, help="uniform-random warm-up env steps")
+    tune.add_argument("--steps", type=flags.COUNT, help="env steps per run")
+    tune.add_argument("--eval-every", type=flags.COUNT, help="env steps between evaluations (= between pruning decisions)")
+    tune.add_argument("--eval-episodes", type=flags.COUNT, help="episodes per evaluation")
+    tune.add_argument("--warmup", type=flags.NON_NEGATIVE, help="uniform-random warm-up env steps")
     tune.add_argument("--env-version", help="version for short env names, e.g. v4")
     tune.add_argument("--config", action="append", default=[], type=Path, metavar="FILE",
                       help="YAML overrides applied under every trial's sampled values (as in bench run)")
@@ -443,6 +483,7 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         study_name = tune_settings.default_study_name(args.algo, args.env)
     study_dir = results_root / study_name
     storage = args.storage or studies.default_storage(study_dir)
+    studies.check_storage_url(storage)
     plugins = plugin_loader.load_plugins(_plugins(args))  # module names: what spawned workers and SLURM tasks import
     if args.show or args.export:  # the export validates the best parameters against the algorithm's config
         study = studies.load(study_name, storage)
@@ -454,10 +495,12 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         return 0
     if not (args.algo and args.env):
         raise ConfigError("bench tune: give --algo and --env to run a study")
-    from bench.launch.resolve import resolve_log, resolve_placement
+    check_writable_folder(study_dir, "study folder")
+    from bench.launch.resolve import oversubscription_warning, resolve_log, resolve_placement
     from bench.records.sinks import parse_log
 
     placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers)
+    _warn(oversubscription_warning(placement), console)
     log = resolve_log(parse_log(args.log) if args.log is not None else None, placement)
     settings = tune_settings.from_request(
         algo=args.algo, envs=args.env, seeds=args.seeds, trials=args.trials, study=study_name, storage=storage,

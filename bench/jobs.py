@@ -61,6 +61,7 @@ class RunState(_Word):
     """What a run directory says about its run (``bench status``, the report's reader, SLURM submission)."""
 
     DONE = "done"
+    SUSPECT = "suspect"          # DONE, but its files disagree (bench.records.verify); left out of reports
     PRUNED = "pruned"
     RUNNING = "running"
     INTERRUPTED = "interrupted"

@@ -21,7 +21,7 @@ from bench.jobs import JobSpec, Outcome, RunDir, RunState, SuiteDir
 from bench.launch.local_pool import run_local
 from bench.launch.profiles import ClusterProfile
 from bench.records.state import run_status
-from bench.train.run import INTERRUPTED_EXIT_CODE
+from bench.train.run import INTERRUPTED_EXIT_CODE, finished_summary
 
 
 class Executor(typing.Protocol):
@@ -29,17 +29,18 @@ class Executor(typing.Protocol):
         """Run (or submit) ``jobs``; DONE runs are skipped. Returns the command's exit status."""
 
 
-def make_executor(name: str, workers: int = 1, profile: ClusterProfile | None = None) -> Executor:
+def make_executor(name: str, workers: int = 1, profile: ClusterProfile | None = None,
+                  verbose: bool = False) -> Executor:
     if name == "local":
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, verbose)
     if name in ("slurm", "debug"):
         return SubmititExecutor(name, profile)
     raise ValueError(f"unknown executor {name!r}")
 
 
 class LocalExecutor:
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
+    def __init__(self, workers: int, verbose: bool = False) -> None:
+        self.workers, self.verbose = workers, verbose
 
     def launch(self, jobs: Sequence[JobSpec], console: Console) -> int:
         from bench.launch.progress import SweepProgress
@@ -47,8 +48,13 @@ class LocalExecutor:
         workers, todo = min(self.workers, len(jobs)), _count_todo(jobs)
         console.print(f"{len(jobs)} runs ({todo} to do, {len(jobs) - todo} already done) with {workers} workers; "
                       f"results in {_suite_root(jobs)}")
-        with SweepProgress(len(jobs), jobs[0].protocol["total_steps"], console) as progress:
-            results = run_local(jobs, workers, progress.handle)
+        with SweepProgress(len(jobs), jobs[0].protocol["total_steps"], console, self.verbose) as progress:
+            # Finished runs are answered from their directories: no worker (nor torch in it) starts for them, so
+            # re-running a finished sweep costs what planning it costs.
+            finished = {job.name: finished_summary(job, progress.handle) for job in jobs}
+            todo_jobs = [job for job in jobs if finished[job.name] is None]
+            ran = iter(run_local(todo_jobs, min(workers, max(1, len(todo_jobs))), progress.handle))
+            results = [finished[job.name] or next(ran) for job in jobs]
         return print_sweep_end(jobs, results, console)
 
 

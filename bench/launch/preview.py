@@ -62,7 +62,7 @@ def preview(jobs: Sequence[JobSpec]) -> Preview:
     for job in jobs:
         groups.setdefault((job.algo, job.env_id), []).append(job)
     planned = [_group(members) for members in groups.values()]
-    return Preview(planned, _warnings(planned))
+    return Preview(planned, _warnings(planned) + _warmup_warnings([members[0] for members in groups.values()]))
 
 
 def _group(jobs: list[JobSpec]) -> PlannedGroup:
@@ -86,7 +86,7 @@ def cpu_hours(algo: str, env_id: str, protocol: Protocol, obs_dim: int, episode_
         return None
     row = rows.get("large" if obs_dim > costs["large_obs_dim"] else "small", rows["small"])
     vector_steps = protocol.total_steps // protocol.n_envs
-    acting_steps = vector_steps - protocol.warmup_steps // protocol.n_envs
+    acting_steps = max(0, vector_steps - protocol.warmup_steps // protocol.n_envs)
     act_ms = row["act5_ms"] if protocol.n_envs > 1 else row["act1_ms"]
     step_ms = _env_step_ms(env_id, obs_dim, costs)
     evaluation_ms = len(protocol.eval_steps) * episode_steps * (
@@ -114,6 +114,14 @@ def _costs() -> dict:
 @lru_cache(maxsize=None)
 def env_dims(env_id: str) -> tuple[int, int, int]:
     return space_info(env_id)
+
+
+def _warmup_warnings(jobs: Sequence[JobSpec]) -> list[str]:
+    """A warm-up that fills the whole budget leaves no step for learning: every evaluation scores the untrained
+    policy. Allowed (a random-policy baseline is one), but never silently."""
+    return [f"{job.algo} on {job.env_id}: warm-up {job.protocol['warmup_steps']:,} env steps is at or above the "
+            f"budget of {job.protocol['total_steps']:,}: no gradient update will be made (lower --warmup or raise "
+            f"--steps)" for job in jobs if job.protocol.get("warmup_steps", 0) >= job.protocol["total_steps"]]
 
 
 def _warnings(groups: Sequence[PlannedGroup]) -> list[str]:

@@ -31,9 +31,10 @@ class ClusterProfile:
     python: str | None = None        # interpreter on the compute nodes (default: the one running `bench run`)
     job_name: str = "bench"
     log: tuple[str, ...] = ()        # metric sinks of the runs (as --log), unless the command or the spec names some
+    max_start_failures: int = 3      # submissions of a run whose task never started before `bench run` stops resubmitting
 
     def __post_init__(self) -> None:
-        for key in ("timeout_min", "cpus_per_task", "array_parallelism", "max_array_size"):
+        for key in ("timeout_min", "cpus_per_task", "array_parallelism", "max_array_size", "max_start_failures"):
             cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("gpus_per_node", "max_num_timeout", "signal_delay_s"):
             cfg.check(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")

@@ -53,6 +53,17 @@ def resolve_log(requested: Sequence[str] | None, placement: Placement) -> tuple[
     return tuple(placement.profile.log) if placement.profile is not None else ()
 
 
+def oversubscription_warning(placement: Placement, runs: int | None = None) -> str | None:
+    """A line when more local workers run at once than there are cores (``runs``: how many runs there are, which
+    caps the workers actually started); None otherwise."""
+    cores = os.cpu_count() or 1
+    workers = min(placement.workers, runs) if runs is not None else placement.workers
+    if placement.executor != "local" or workers <= cores:
+        return None
+    return (f"--workers {placement.workers}: {workers} runs at once on {cores} cores; each gets {placement.threads} "
+            f"torch thread(s) and they share the cores (no faster in total, each run slower)")
+
+
 def local_device(choice: str) -> str:
     import torch
 

@@ -30,9 +30,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import submitit
 
@@ -71,14 +71,14 @@ class RunTask(submitit.helpers.Checkpointable):
 
 
 def _log_event(event: dict[str, Any]) -> None:
-    """Plain lines in the task's log file (<logs>/<array>_<task>_0_log.out)."""
-    kind = event["event"]
-    if kind == "progress":
-        return
-    details = {key: value for key, value in event.items() if key not in ("event", "job", "summary")}
-    if "summary" in event:
-        details["status"] = event["summary"].get("status")
-    print(f"{time.strftime('%H:%M:%S')} {kind:10s} {event.get('job', '')} {details}", flush=True)
+    """Plain lines in the task's log file (<logs>/<array>_<task>_0_log.out), worded as `bench run` words them."""
+    from rich.text import Text
+
+    from bench.launch.progress import event_line
+
+    line = event_line(event, verbose=True)
+    if line is not None:
+        print(f"{time.strftime('%H:%M:%S')} {Text.from_markup(line).plain}", flush=True)
 
 
 # Submission ---------------------------------------------------------------------------------------
@@ -86,7 +86,9 @@ def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> in
     """Submit the runs of ``jobs`` that are not done, running or queued, as arrays; print ids and log paths."""
     suite = jobs[0].directory.suite_dir
     queue = queue_states(suite)
-    todo, skipped = [], {"done": 0, "running": 0, "queued": 0}
+    not_started = {job.name for job in jobs if run_status(job.directory).state == RunState.NOT_STARTED}
+    failures = start_failures(suite, profile, not_started)
+    todo, skipped, refused = [], {"done": 0, "running": 0, "queued": 0, "failed to start": 0}, []
     for job in jobs:
         state = run_status(job.directory).state
         if state == RunState.DONE:
@@ -95,12 +97,21 @@ def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> in
             skipped["running"] += 1
         elif job.name in queue:
             skipped["queued"] += 1
+        elif state == RunState.NOT_STARTED and failures.get(job.name, NO_FAILURE).count >= profile.max_start_failures:
+            skipped["failed to start"] += 1
+            refused.append((job, failures[job.name]))
         else:
             todo.append(job)
+    for job, failure in refused:
+        console.print(f"[red]not resubmitted:[/] {job.name}: its task failed to start {failure.count} time(s) "
+                      f"under this profile (max_start_failures: {profile.max_start_failures}); log {failure.log}: "
+                      f"{failure.first_line}. Fix the cause (a changed profile counts again from 0)",
+                      highlight=False, soft_wrap=True)
     left_alone = ", ".join(f"{count} {what}" for what, count in skipped.items() if count)
     if not todo:
-        console.print(f"nothing to submit: all {len(jobs)} runs are done, running or queued ({left_alone})")
-        return 0
+        states = "done, running, queued or failed to start" if refused else "done, running or queued"
+        console.print(f"nothing to submit: all {len(jobs)} runs are {states} ({left_alone})")
+        return 1 if refused else 0
     submission = submit_array(RunTask(), [(job,) for job in todo], suite.path, profile, todo[0].plugins)
     tasks = {task_id: job.name for task_id, job in zip(submission.task_ids, todo)}
     _record_submission(suite, submission, tasks, profile)
@@ -110,7 +121,7 @@ def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> in
                   + (f"; left alone: {left_alone}" if left_alone else ""))
     console.print(f"logs: {submission.logs}/<job id>_0_log.out (and .err); code snapshot: {submission.code_dir}")
     console.print(f"follow with: bench status {suite.path}")
-    return 0 if len(tasks) == len(todo) else 1
+    return 0 if len(tasks) == len(todo) and not refused else 1
 
 
 @dataclass
@@ -247,6 +258,85 @@ def queue_states(suite: SuiteDir) -> dict[str, str]:
     in_queue = squeue()
     return {run: f"{task} {in_queue[task][1]}" for run, (task, name) in latest.items()
             if task in in_queue and in_queue[task][0] == name}
+
+
+# Tasks that never started ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartFailure:
+    """The latest task of a run left the queue without the run ever starting (a wrong `python:` or `setup:` in the
+    profile, a missing module on the nodes): its log, its first lines, and how many submissions in a row under the
+    current profile ended so."""
+
+    task: str
+    log: Path
+    head: tuple[str, ...]
+    count: int
+
+    @property
+    def first_line(self) -> str:
+        return self.head[0] if self.head else "(empty log)"
+
+
+NO_FAILURE = StartFailure("", Path(), (), 0)
+LOG_HEAD_LINES = 3
+
+
+def start_failures(suite: SuiteDir, profile: ClusterProfile | None = None,
+                   runs: Collection[str] | None = None) -> dict[str, StartFailure]:
+    """Run name -> its start failure, for runs whose latest task ran (it has a log), left the queue and never
+    started the run (no line of it in the task's output). ``count`` is the number of such submissions in a row,
+    newest first, under ``profile`` (any profile when None). Only ``runs`` are looked at when given (their logs
+    are read: pass the runs not started). {} when squeue cannot be asked: a task still starting would look the
+    same."""
+    if shutil.which("squeue") is None or (runs is not None and not runs):
+        return {}
+    entries = read_submissions(suite)
+    if not entries:
+        return {}
+    queued = squeue()
+    current = _plain_json(profile_summary(profile)) if profile is not None else None
+    failures: dict[str, StartFailure] = {}
+    counting: dict[str, bool] = {}
+    for entry in reversed(entries):
+        same_profile = current is None or entry.get("profile") == current
+        for task, run in entry.get("tasks", {}).items():
+            if not counting.get(run, True) or (runs is not None and run not in runs):
+                continue
+            logs = Path(entry.get("logs", ""))
+            if task in queued or not _never_started(logs, task, run):
+                counting[run] = False
+                continue
+            previous = failures.get(run) or StartFailure(task, _task_log(logs, task, "err"), _log_head(logs, task), 0)
+            failures[run] = replace(previous, count=previous.count + (1 if same_profile else 0))
+    return failures
+
+
+def _never_started(logs: Path, task: str, run: str) -> bool:
+    """The task ran (it has a log) and never reached the run (no line of it in its output). A task without a log
+    never ran at all (cancelled while pending, logs removed): not a start failure."""
+    out, err = _task_log(logs, task, "out"), _task_log(logs, task, "err")
+    if not (out.exists() or err.exists()):
+        return False
+    return not (out.exists() and run in out.read_text(errors="replace"))
+
+
+def _task_log(logs: Path, task: str, kind: str) -> Path:
+    return logs / f"{task}_0_log.{kind}"
+
+
+def _log_head(logs: Path, task: str) -> tuple[str, ...]:
+    """The first non-empty lines of the task's stderr (else stdout): where a start failure says why."""
+    for kind in ("err", "out"):
+        path = _task_log(logs, task, kind)
+        if path.exists():
+            lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+            if lines:
+                return tuple(lines[:LOG_HEAD_LINES])
+    return ()
+
+
+def _plain_json(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=str))
 
 
 def squeue() -> dict[str, tuple[str, str]]:

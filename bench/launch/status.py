@@ -15,6 +15,7 @@ from bench.jobs import RunDir, RunState, SuiteDir
 from bench.records.csvlog import last_row
 from bench.records.discover import find_run_dirs
 from bench.records.state import run_status
+from bench.records.verify import verify_done
 
 STATES = tuple(RunState)
 IDLE_GRACE_S = 15.0  # `bench status --watch` ends once no run has been running for this long
@@ -51,11 +52,11 @@ def row_for(run: RunDir) -> RunRow:
     status = run_status(run)
     detail = status.detail
     if status.state == RunState.DONE:
-        try:
-            summary = run.read_summary()
-            detail = f"final return {summary['final_eval_return']:.1f}, {summary.get('resumes', 0)} resume(s)"
-        except (OSError, ValueError, KeyError):
-            detail = f"{RunDir.SUMMARY} unreadable"
+        problems = verify_done(run)
+        if problems:
+            return RunRow(run, RunState.SUSPECT, "; ".join(problems))
+        summary = run.read_summary()
+        detail = f"final return {summary['final_eval_return']:.1f}, {summary.get('resumes', 0)} resume(s)"
     elif status.state == RunState.RUNNING:
         detail = _progress(run)
     return RunRow(run, status.state, detail)
@@ -76,16 +77,40 @@ def rows_for(runs: Iterable[RunDir]) -> list[RunRow]:
     from bench.launch import slurm
 
     rows = [row_for(run) for run in runs]
-    queues = {suite: slurm.queue_states(suite) for suite in {row.run.suite_dir for row in rows}}
+    suites = {row.run.suite_dir for row in rows}
+    queues = {suite: slurm.queue_states(suite) for suite in suites}
+    not_started = {row.run.name for row in rows if row.state == RunState.NOT_STARTED}
+    failures = {suite: slurm.start_failures(suite, runs=not_started) for suite in suites}
     joined = []
     for row in rows:
         queue = queues[row.run.suite_dir].get(row.run.name, "")
+        failure = failures[row.run.suite_dir].get(row.run.name)
         state, detail = row.state, row.detail
         if queue and row.state == RunState.NOT_STARTED:  # its task is queued, or started but has not claimed the run
             state, detail = ((RunState.RUNNING, "task starting") if queue.split()[1] == "RUNNING"
                              else (RunState.PENDING, detail))
+        elif failure is not None and row.state == RunState.NOT_STARTED:
+            state, detail = RunState.FAILED, (f"{FAILED_TO_START} (task {failure.task}, {failure.count} time(s) in "
+                                              f"a row): " + " | ".join(failure.head or ("empty log",))
+                                              + f" (log {failure.log})")
         joined.append(replace(row, queue=queue, state=state, detail=detail))
     return joined
+
+
+FAILED_TO_START = "failed to start"
+
+
+def attention_lines(rows: Iterable[RunRow]) -> list[str]:
+    """Whole lines (tables wrap) for the rows a user must act on: DONE runs whose files disagree, and runs whose
+    SLURM task failed to start."""
+    lines = []
+    for row in rows:
+        if row.state == RunState.SUSPECT:
+            lines.append(f"suspect: {row.run.path}: {row.detail} (DONE, but its files disagree; bench report leaves "
+                         f"it out; `bench run ... --overwrite` trains it again)")
+        elif row.state == RunState.FAILED and row.detail.startswith(FAILED_TO_START):
+            lines.append(f"{FAILED_TO_START}: {row.run.path}: {row.detail.removeprefix(FAILED_TO_START).lstrip()}")
+    return lines
 
 
 def totals(rows: Iterable[RunRow]) -> dict[tuple[str, str], Counter]:

@@ -28,7 +28,7 @@ def planned_actions(jobs: Sequence[JobSpec]) -> list[tuple[JobSpec, str]]:
 
 
 def start_sweep(spec: SweepSpec, jobs: Sequence[JobSpec], placement: Placement, console: Console,
-                overwrite: bool = False, cli_config_files: Sequence[Path] = ()) -> int:
+                overwrite: bool = False, cli_config_files: Sequence[Path] = (), verbose: bool = False) -> int:
     """Clear (``overwrite``) or check the run folders, write ``<suite>/sweep.yaml``, launch; the exit status."""
     if overwrite:
         running = [job.name for job in jobs if is_running(job.directory)]
@@ -44,5 +44,6 @@ def start_sweep(spec: SweepSpec, jobs: Sequence[JobSpec], placement: Placement, 
                 + "\n  ".join(conflicts) + "\nUse another --suite, or --overwrite to discard them and start over."
             )
     save_resolved(spec, jobs, jobs[0].directory.suite_dir, cli_config_files)
-    executor = make_executor(placement.executor, workers=placement.workers, profile=placement.profile)
+    executor = make_executor(placement.executor, workers=placement.workers, profile=placement.profile,
+                             verbose=verbose)
     return executor.launch(jobs, console)

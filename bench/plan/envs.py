@@ -15,6 +15,7 @@ import numpy as np
 
 from algorithms.config import ConfigError
 from bench.plan import probe_env  # registers MultiGoal2D-v0
+from bench.plan.flags import did_you_mean
 
 # Pinned versions: MuJoCo tasks at v5 (Gymnasium >= 1.0), the classic-control Pendulum at v1.
 SHORT_NAMES: dict[str, str] = {
@@ -40,13 +41,36 @@ def resolve_env_id(name: str, version: str | None = None) -> str:
     short = lookup.get(name.strip().lower())
     if short is not None:
         versioned = f"{short}-{version}"
+        if version and versioned not in gym.registry and not _some_short_name_has(version):
+            raise ConfigError(f"env version {version!r}: no environment here has it; {short} has "
+                              f"{', '.join(registered_versions(short))}")
         env_id = versioned if version and versioned in gym.registry else SHORT_NAMES[short]
     else:
         env_id = name.strip()
     if env_id not in gym.registry:
-        hint = f"valid short names: {', '.join(SHORT_NAMES)}; or any registered Gymnasium id such as Ant-v4"
-        raise ConfigError(f"unknown environment {name!r} (resolved to {env_id!r}); {hint}")
+        raise ConfigError(f"unknown environment {name!r}{_unknown_env_hint(env_id)}; valid short names: "
+                          f"{', '.join(SHORT_NAMES)}; or any registered Gymnasium id such as Ant-v4")
     return env_id
+
+
+def registered_versions(family: str) -> list[str]:
+    """``["v2", "v3", "v4", "v5"]`` for ``Hopper``: the versions Gymnasium has registered under that name."""
+    versions = sorted(spec.version for spec in gym.registry.values()
+                      if spec.name == family and spec.namespace is None and spec.version is not None)
+    return [f"v{number}" for number in versions]
+
+
+def _some_short_name_has(version: str) -> bool:
+    return any(f"{short}-{version}" in gym.registry for short in SHORT_NAMES)
+
+
+def _unknown_env_hint(env_id: str) -> str:
+    """`` (Pendulum has v1)`` for an unknown version of a known env; else a near-miss of a short name or id."""
+    family = env_id.rsplit("-v", 1)[0]
+    versions = registered_versions(family)
+    if versions and family != env_id:
+        return f" ({family} has {', '.join(versions)})"
+    return did_you_mean(env_id, [*SHORT_NAMES, *gym.registry])
 
 
 def _make_single(env_id: str) -> gym.Env:

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import algorithms as algo_base  # lazy: torch loads when an algorithm is first looked up
 from algorithms import config as cfg
+from bench.plan.flags import did_you_mean
 
 PROTOCOL = "protocol"
 EVERY_ALGORITHM = "*"  # the section of a bare ``-o key=value``
@@ -83,8 +84,8 @@ def route(layer: Layer, algos: Sequence[str]) -> Routed:
             continue
         targets = _targets(layer, section, algos, known)
         for algo in targets:
-            for key in values:
-                _check_key(algo, key)
+            for key, value in values.items():
+                _check_key(algo, key, value, algos if section == EVERY_ALGORITHM else ())
             routed.per_algo[algo].update(values)
     return routed
 
@@ -103,13 +104,22 @@ def _targets(layer: Layer, section: str, algos: Sequence[str], known: set[str]) 
     return []
 
 
-def _check_key(algo: str, key: str) -> None:
+def _check_key(algo: str, key: str, value: Any = None, all_selected: Sequence[str] = ()) -> None:
+    """``key`` is a field of ``algo``'s config. ``all_selected``: the algorithms an unprefixed key was given to; a key
+    only some of them have gets the prefixed form as its hint."""
     keys = algo_base.config_keys(algo)
-    if key not in keys:
+    if key in keys:
+        return
+    owners = [other for other in all_selected if key in algo_base.config_keys(other)]
+    if owners:
+        shown = value if isinstance(value, (int, float, str, bool)) else "..."
         raise cfg.ConfigError(
-            f"unknown key {key!r} for algorithm {algo!r}; valid keys: {', '.join(sorted(keys))} "
-            "(protocol keys take the prefix 'protocol.', e.g. -o protocol.eval_episodes=10)"
-        )
+            f"key {key!r} exists for {', '.join(owners)} but not for {algo!r}; to set it only there give "
+            + " ".join(f"-o {owner}.{key}={shown}" for owner in owners))
+    raise cfg.ConfigError(
+        f"unknown key {key!r} for algorithm {algo!r}{did_you_mean(key, keys)}; valid keys: {', '.join(sorted(keys))} "
+        "(protocol keys take the prefix 'protocol.', e.g. -o protocol.eval_episodes=10)"
+    )
 
 
 def protocol_values(layers: Sequence[Layer], algos: Sequence[str]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 from algorithms.base import env_blocks
 from algorithms.config import ConfigError, read_yaml
 from bench import DATA_DIR
+from bench.plan.flags import did_you_mean
 from bench.plan.layers import Layer
 
 PRESET_DIR = DATA_DIR / "presets"
@@ -80,7 +81,7 @@ def load_preset(name_or_path: str | None) -> Preset:
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         path = PRESET_DIR / f"{name_or_path}.yaml"
     if not path.exists():
-        raise ConfigError(f"unknown preset {name_or_path!r}; valid choices: "
+        raise ConfigError(f"unknown preset {name_or_path!r}{did_you_mean(name_or_path, available_presets())}; valid choices: "
                           f"{', '.join([*available_presets(), NO_PRESET])} (or a path to a preset YAML file)")
     data = read_yaml(path)
     unknown = sorted(set(data) - set(PRESET_KEYS))

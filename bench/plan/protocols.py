@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from algorithms import config as cfg
 from bench import DATA_DIR
 from bench.jobs import DEFAULT_PROTOCOL
+from bench.plan.flags import did_you_mean
 
 PROTOCOL_DIR = DATA_DIR / "protocols"
 
@@ -69,7 +70,8 @@ def protocol_path(name_or_path: str) -> Path:
     candidate = PROTOCOL_DIR / f"{name_or_path}.yaml"
     if not candidate.exists():
         raise cfg.ConfigError(
-            f"unknown protocol {name_or_path!r}; valid choices: {', '.join(available_protocols())} "
+            f"unknown protocol {name_or_path!r}{did_you_mean(name_or_path, available_protocols())}; valid choices: "
+            f"{', '.join(available_protocols())} "
             "(or a path to a protocol YAML file)"
         )
     return candidate

@@ -2,12 +2,18 @@
 
     report = make_report([Path("results/my-suite")], Path("results/my-suite/report"), ReportOptions())
 
-Everything is derived from the run directories (read-only); the report folder is rewritten each time.
+Everything is derived from the run directories (read-only). The report is written to a temporary folder beside
+``out`` and renamed into place at the end, so an interrupted or failed report leaves the previous one whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +39,7 @@ class ReportOptions:
     bootstrap_seed: int = 0
     points: int = 20                  # common grid size of interpolated curves
     include_incomplete: bool = False  # aggregates and tables use complete runs unless this is set
+    include_suspect: bool = False     # DONE runs whose files disagree are left out unless this is set
     table_error: str = "ci"
 
     def __post_init__(self) -> None:
@@ -59,18 +66,74 @@ class Report:
 
 def make_report(paths: Sequence[Path], out: Path, options: ReportOptions = ReportOptions()) -> Report:
     start = time.perf_counter()
-    collected = collect(paths)
+    collected = collect(paths, options.include_suspect)
     if collected.runs.empty:
         raise ConfigError(f"no readable runs under {', '.join(map(str, paths))}"
-                          + (f" ({len(collected.skipped)} unreadable)" if collected.skipped else ""))
-    out.mkdir(parents=True, exist_ok=True)
-    report = Report(out, out / "report.md", skipped=collected.skipped)
-    report.files += collected.save(out)
-    sections = _sections(collected, out, options, report)
-    report.markdown.write_text(_markdown(paths, collected, options, report, sections))
-    report.files.append(report.markdown)
+                          + (f" ({len(collected.skipped)} unreadable)" if collected.skipped else "")
+                          + (f" ({len(collected.suspect)} suspect: --include-suspect)" if collected.suspect else ""))
+    with staging_folder(out) as staging:
+        report = Report(staging, staging / "report.md", skipped=collected.skipped)
+        report.warnings += suspect_warnings(collected.suspect, options.include_suspect)
+        report.files += collected.save(staging)
+        sections = _sections(collected, staging, options, report)
+        report.markdown.write_text(_markdown(paths, collected, options, report, sections))
+        report.files.append(report.markdown)
+    report.folder, report.markdown = out, out / report.markdown.name
+    report.files = [out / path.relative_to(staging) for path in report.files]
     report.seconds = time.perf_counter() - start
     return report
+
+
+def suspect_warnings(suspect: Sequence[str], included: bool) -> list[str]:
+    what = "included as asked (--include-suspect)" if included else "left out of every table and figure"
+    return [f"suspect run ({what}): {message}" for message in suspect]
+
+
+class staging_folder:
+    """``with staging_folder(out) as tmp:`` write into ``tmp``; on a clean exit ``tmp`` replaces ``out``, on any
+    exception (Ctrl-C included) ``tmp`` is removed and ``out`` is as it was. Between the two renames of the swap
+    the old report sits at ``.<name>.old-<pid>`` beside it."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.tmp = self.out.with_name(f".{self.out.name}.tmp-{os.getpid()}")
+        self.old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
+
+    def __enter__(self) -> Path:
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"report folder {self.out}: is a file, not a folder (give another --out)")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
+        return self.tmp
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        with _sigint_deferred():  # a Ctrl-C between the two renames would leave no report at ``out``
+            had_previous = self.out.exists()
+            if had_previous:
+                os.replace(self.out, self.old)
+            os.replace(self.tmp, self.out)
+        if had_previous:
+            shutil.rmtree(self.old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a SIGINT that arrives inside the block and deliver it after (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        signal.raise_signal(signal.SIGINT)
 
 
 def _sections(collected: Collected, out: Path, options: ReportOptions, report: Report) -> dict[str, str]:

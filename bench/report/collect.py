@@ -3,7 +3,9 @@
 Every run found below the given folders is read, finished or not: an incomplete run (interrupted, still
 running, failed) contributes its evaluations up to its last complete eval row and is marked
 ``complete=False``. A run whose files cannot be read is skipped, and the reason, naming the file, is
-returned in ``skipped`` so the caller can warn. Nothing here writes into run directories.
+returned in ``skipped`` so the caller can warn. A DONE run whose summary and evaluation log disagree
+(bench.records.verify, the check `bench status` makes) is left out too, its discrepancy in ``suspect``, unless
+``include_suspect`` keeps it (status "suspect"). Nothing here writes into run directories.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from bench.plan.presets import departures
 from bench.plan.protocols import Protocol
 from bench.records.discover import find_run_dirs
 from bench.records.state import run_status
+from bench.records.verify import summary_disagreements
 
 RETURN = "eval/return_mean"
 RETURN_STD = "eval/return_std"
@@ -42,11 +45,16 @@ class UnreadableRun(Exception):
     """A run directory whose records cannot be parsed; the message names the file."""
 
 
+class SuspectRun(Exception):
+    """A DONE run whose files disagree with each other; the message names the run, the file and the discrepancy."""
+
+
 @dataclass
 class Collected:
     evals: pd.DataFrame
     runs: pd.DataFrame
     skipped: list[str] = field(default_factory=list)
+    suspect: list[str] = field(default_factory=list)  # DONE runs whose files disagree (left out unless asked)
 
     def save(self, folder: Path) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,16 +64,21 @@ class Collected:
         return evals_path, runs_path
 
 
-def collect(paths: Iterable[Path | str]) -> Collected:
+def collect(paths: Iterable[Path | str], include_suspect: bool = False) -> Collected:
     """Read every run below ``paths`` (results roots, suite folders or single runs)."""
     eval_columns: dict[str, list] = {column: [] for column in EVAL_TABLE_COLUMNS}
-    run_rows, skipped = [], []
+    run_rows, skipped, suspect = [], [], []
     for run_dir in _unique_run_dirs(paths):
         try:
-            evals, run = read_run(run_dir)
+            evals, run = read_run(run_dir, include_suspect)
         except UnreadableRun as error:
             skipped.append(str(error))
             continue
+        except SuspectRun as error:
+            suspect.append(str(error))
+            continue
+        if run["status"] == RunState.SUSPECT:
+            suspect.append(run["problems"])
         for column in EVAL_TABLE_COLUMNS:
             value = evals.get(column, run.get(column))
             eval_columns[column].extend(value if isinstance(value, list) else [value] * len(evals["step"]))
@@ -73,7 +86,7 @@ def collect(paths: Iterable[Path | str]) -> Collected:
     evals = pd.DataFrame(eval_columns).astype({"seed": "int64", "step": "int64", "complete": bool})
     runs = pd.DataFrame(run_rows, columns=RUN_TABLE_COLUMNS)
     _label_variants(evals, runs)
-    return Collected(evals, runs, skipped)
+    return Collected(evals, runs, skipped, suspect)
 
 
 def train_metrics(runs: pd.DataFrame) -> pd.DataFrame:
@@ -109,8 +122,10 @@ def _unique_run_dirs(paths: Iterable[Path | str]) -> list[RunDir]:
     return [RunDir(path) for path in found]
 
 
-def read_run(run_dir: Path | RunDir) -> tuple[dict[str, list], dict]:
-    """The eval columns (step, wall_time_s, return, return_std) and the one-row summary of one run directory."""
+def read_run(run_dir: Path | RunDir, include_suspect: bool = False) -> tuple[dict[str, list], dict]:
+    """The eval columns (step, wall_time_s, return, return_std) and the one-row summary of one run directory.
+    A DONE run whose files disagree raises :class:`SuspectRun`; with ``include_suspect`` it is read with status
+    "suspect" and the discrepancy in the row's ``problems``."""
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     config = _read_config(run_dir)
     status = run_status(run_dir).state
@@ -120,8 +135,14 @@ def read_run(run_dir: Path | RunDir) -> tuple[dict[str, list], dict]:
                 "env_id": config.get("env_id", run_dir.env_id), "seed": int(config.get("seed", -1))}
     if complete:
         summary = _read_summary(run_dir)
+        problems = summary_disagreements(summary, (evals["step"][-1], evals["return"][-1]) if evals["step"] else None)
     else:  # no summary yet: peak memory so far from the training log; speed figures only exist for done runs
-        summary = {"mem/rss_peak_mb": _last_train_row(run_dir.train_log).get("mem/rss_peak_mb")}
+        summary, problems = {"mem/rss_peak_mb": _last_train_row(run_dir.train_log).get("mem/rss_peak_mb")}, []
+    message = f"{run_dir.path}: {'; '.join(problems)}" if problems else ""
+    if problems:
+        if not include_suspect:
+            raise SuspectRun(message)
+        status = RunState.SUSPECT
     has_evals = bool(evals["step"])
     run = {
         **identity, "label": identity["algo"], "variant": "", "status": str(status), "complete": complete,
@@ -138,6 +159,7 @@ def read_run(run_dir: Path | RunDir) -> tuple[dict[str, list], dict]:
         "resumes": summary.get("resumes", 0),
         **_setup(config, summary),
         "run_dir": str(run_dir.path),
+        "problems": message,
     }
     for key in ("wall_time_s", "sps", "updates_per_s", "rss_peak_mb", "cuda_alloc_peak_mb", "cuda_reserved_peak_mb"):
         run[key] = math.nan if run[key] in (None, "") else float(run[key])
@@ -209,9 +231,12 @@ def _read_evals(path: Path) -> dict[str, list]:
 def _read_summary(run_dir: RunDir) -> dict:
     path = run_dir.summary_file
     try:
-        return read_json(path)
+        summary = read_json(path)
     except (OSError, ValueError) as error:
         raise UnreadableRun(f"{path}: {error}") from error
+    if not isinstance(summary, dict):
+        raise UnreadableRun(f"{path}: not a JSON object")
+    return summary
 
 
 def _last_train_row(path: Path) -> dict:

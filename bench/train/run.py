@@ -33,13 +33,10 @@ def run_one(job: JobSpec, on_event: EventSink | None = None, stop_requested: Cal
     """
     run = job.directory
     emit = _with_job(on_event or (lambda event: None), job.name)
+    finished = finished_summary(job, on_event)
+    if finished is not None:
+        return finished
     load_plugins(job.plugins)
-    if run.is_done:
-        summary = run.read_summary()
-        emit({"event": "skipped", "summary": summary})
-        return {**summary, "status": Outcome.SKIPPED}
-    if run.is_pruned:
-        return _not_run(job, Outcome.PRUNED, emit)
     if stop_requested and stop_requested():
         return _not_run(job, Outcome.INTERRUPTED, emit)
     run.path.mkdir(parents=True, exist_ok=True)
@@ -68,6 +65,20 @@ def run_one(job: JobSpec, on_event: EventSink | None = None, stop_requested: Cal
         lock.release(run)
     emit({"event": "end", "summary": summary})
     return summary
+
+
+def finished_summary(job: JobSpec, on_event: EventSink | None = None) -> dict[str, Any] | None:
+    """The summary ``run_one`` returns for a run that is DONE (status "skipped") or pruned, with its event; None
+    for a run that still has work. Cheap (no torch, no env): launchers call it before starting a process."""
+    run = job.directory
+    emit = _with_job(on_event or (lambda event: None), job.name)
+    if run.is_done:
+        summary = run.read_summary()
+        emit({"event": "skipped", "summary": summary})
+        return {**summary, "status": Outcome.SKIPPED}
+    if run.is_pruned:
+        return _not_run(job, Outcome.PRUNED, emit)
+    return None
 
 
 def _not_run(job: JobSpec, status: Outcome, emit: EventSink) -> dict[str, Any]:

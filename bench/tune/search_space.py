@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import algorithms as algo_base
 from algorithms.config import ConfigError, read_yaml
+from bench.plan.flags import did_you_mean
 
 SEARCH_DIR = Path(algo_base.__file__).parent / "configs" / "search"
 ENTRY_KEYS = ("low", "high", "log", "step", "choices", "when")
@@ -99,7 +100,7 @@ def load_search_space(algo: str, path: Path | str | None = None) -> SearchSpace:
     params: list[Param] = []
     for name, entry in data.items():
         if name not in valid:
-            raise ConfigError(f"{where}: unknown key {name!r} for algorithm {algo!r}; valid keys: "
+            raise ConfigError(f"{where}: unknown key {name!r} for algorithm {algo!r}{did_you_mean(name, valid)}; valid keys: "
                               f"{', '.join(sorted(valid))}")
         params.append(_param(str(name), entry, [param.name for param in params], f"{where}: {name}"))
     for param in params:  # every bound and choice alone must make a valid config
@@ -116,7 +117,8 @@ def _param(name: str, entry: Any, earlier: list[str], where: str) -> Param:
         raise ConfigError(f"{where}: expected {{low, high[, log, step]}} or {{choices: [...]}}, got {entry!r}")
     unknown = sorted(set(entry) - set(ENTRY_KEYS))
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; valid: {', '.join(ENTRY_KEYS)}")
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}"
+                          f"{did_you_mean(unknown[0], ENTRY_KEYS)}; valid: {', '.join(ENTRY_KEYS)}")
     when = entry.get("when") or {}
     if not isinstance(when, dict) or any(key not in earlier for key in when):
         raise ConfigError(f"{where}: 'when' must map keys listed earlier in the file ({', '.join(earlier) or 'none'}) "
@@ -142,6 +144,9 @@ def _param(name: str, entry: Any, earlier: list[str], where: str) -> Param:
     step = entry.get("step")
     if step is not None and log:
         raise ConfigError(f"{where}: give either log or step, not both")
+    if step is not None and not (isinstance(step, (int, float)) and not isinstance(step, bool)
+                                 and 0 < step <= high - low):
+        raise ConfigError(f"{where}: step must be a number in (0, high - low = {high - low}], got {step!r}")
     return Param(name, low=low, high=high, log=log, step=step, when=dict(when))
 
 

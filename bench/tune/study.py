@@ -30,7 +30,24 @@ def is_sqlite(storage: str) -> bool:
     return storage.startswith("sqlite:")
 
 
+# URL schemes Optuna's RDB storage opens through SQLAlchemy (a driver may follow: postgresql+psycopg2://...).
+RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+def check_storage_url(storage: str) -> None:
+    """Refuse a storage URL whose scheme Optuna cannot open, before any trial starts."""
+    if storage.startswith("journal:"):
+        if not storage.removeprefix("journal:").strip():
+            raise ConfigError(f"--storage {storage!r}: journal: needs a file path, e.g. journal:/shared/study.journal")
+        return
+    scheme = storage.split("://", 1)[0].split("+", 1)[0] if "://" in storage else None
+    if scheme not in RDB_SCHEMES:
+        raise ConfigError(f"--storage {storage!r}: unsupported; supported schemes: sqlite:///path/study.db, "
+                          "postgresql://user:pass@host/db, mysql://user:pass@host/db, journal:/shared/path/study.journal")
+
+
 def make_storage(storage: str) -> optuna.storages.BaseStorage:
+    check_storage_url(storage)
     if storage.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 

@@ -105,7 +105,7 @@ def test_failing_run_is_recorded_and_others_continue(results_dir):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--algos", "sdacc"], f"unknown algorithm 'sdacc'; valid choices: {', '.join(algorithms.available_algorithms())}"),
+    (["--algos", "sdacc"], f"unknown algorithm 'sdacc' (did you mean 'sdac'?); valid choices: {', '.join(algorithms.available_algorithms())}"),
     (["--envs", "Hoper"], "unknown environment 'Hoper'"),
     (["-o", "lr=1e-3"], "unknown key 'lr' for algorithm 'sac'; valid keys: activation, actor_lr"),
     (["-o", "batch_size=big"], "bad value for 'batch_size'"),

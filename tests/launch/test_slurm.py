@@ -91,7 +91,8 @@ def test_sweep_is_one_array_and_every_run_finishes(array_sweep):
         assert Path(manifest["package_dir"]) == Path(entries[0]["code"])
         assert manifest["git"]["commit"]  # the snapshot names the commit it was copied from
         log = Path(entries[0]["logs"]) / f"{task}_0_log.out"
-        assert f"end        {run}" in log.read_text()
+        assert f"done   {run}: final return" in log.read_text()  # readable lines, no raw dicts
+        assert "{" not in "".join(line for line in log.read_text().splitlines() if run in line)
     code = Path(entries[0]["code"])
     assert (code / "bench" / "train" / "run.py").read_text() == (ROOT / "bench" / "train" / "run.py").read_text()
     assert (suite / "sweep.yaml").exists()
@@ -180,3 +181,28 @@ def test_submission_refused_by_sbatch_exits_2_with_its_message(slurm_cluster, tm
     assert result.returncode == 2
     assert "sbatch refused the submission" in result.stderr and "invalid partition" in result.stderr
     assert submissions(tmp_path / "results" / "bad") == []
+
+
+def test_a_task_that_cannot_start_is_shown_with_its_log_and_not_resubmitted_again(slurm_cluster, tmp_path):
+    results = tmp_path / "results"
+    profile = write_profile(tmp_path / "cluster.yaml", python="/nonexistent/python3", max_start_failures=1)
+    grid = ["--algos", "sac", "--envs", "Pendulum", "--suite", "nostart", *TINY, "--executor", "slurm",
+            "--profile", str(profile)]
+    first = bench_cli("run", *grid, results_dir=results, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    suite = results / "nostart"
+    tasks = set(submissions(suite)[0]["tasks"])
+    try:
+        wait_until(lambda: not tasks & queue_ids(), 120, "the task to leave the queue")
+    finally:
+        cancel(suite)
+
+    status = bench_cli("status", str(suite), results_dir=results)
+    line = next(line for line in status.stdout.splitlines() if line.startswith("failed to start:"))
+    assert str(suite / "sac" / "Pendulum-v1" / "seed=0") in line and "/nonexistent/python3" in line, status.stdout
+
+    again = bench_cli("run", *grid, results_dir=results, timeout=120)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert ("not resubmitted: sac/Pendulum-v1/seed=0: its task failed to start 1 time(s) under this profile"
+            in " ".join(again.stdout.split()))
+    assert len(submissions(suite)) == 1  # nothing was submitted the second time

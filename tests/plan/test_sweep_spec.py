@@ -132,7 +132,7 @@ def test_bad_spec_shapes_fail_at_load(tmp_path, text, message):
 
 
 @pytest.mark.parametrize("body,message", [
-    ("algos: [sacc]\nenvs: [Pendulum]\n", "unknown algorithm 'sacc'; valid choices:"),
+    ("algos: [sacc]\nenvs: [Pendulum]\n", "unknown algorithm 'sacc' (did you mean 'sac'?); valid choices:"),
     ("algos: [sac]\nenvs: [Pendulum]\noverrides: {sac: {lr: 1}}\n", "unknown key 'lr' for algorithm 'sac'"),
     ("algos: [sac]\nenvs: [Pendulum]\noverrides: {sacc: {lr: 1}}\n", "unknown section 'sacc'; valid sections:"),
     ("algos: [sac]\nenvs: [Pendulum]\npreset: none\nenv_overrides: {Hopper: {sac: {tau: 0.1}}}\n",

@@ -43,7 +43,7 @@ def tiny_settings(tmp_path: Path, algo: str, search: dict, trials: int, **option
 def test_unknown_search_key_is_a_clear_error(tmp_path):
     bad = tmp_path / "sac.yaml"
     bad.write_text("actor_lr: {low: 1.0e-4, high: 1.0e-3, log: true}\nactor_lrr: {low: 1.0e-4, high: 1.0e-3}\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'actor_lrr' for algorithm 'sac'; valid keys: .*actor_lr"):
+    with pytest.raises(ConfigError, match=r"unknown key 'actor_lrr' for algorithm 'sac' \(did you mean 'actor_lr'\?\); valid keys: .*actor_lr"):
         load_search_space("sac", bad)
     bad.write_text("tau: {low: 0.5, high: 2.0}\n")  # a bound outside the config's own validation
     with pytest.raises(ConfigError, match=r"sac.yaml: tau: 2.0 makes an invalid config \(.*tau must be in"):
