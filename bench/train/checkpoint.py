@@ -11,6 +11,7 @@ leaves either the old or the new checkpoint, never a torn one.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from bench.jobs import RunDir, as_run_dir, now_iso, write_json
+from bench.jobs import RunDir, as_run_dir, now_iso, write_json, writing
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -35,16 +36,28 @@ def save(run: RunDir | Path, state: dict[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     last, prev = run.last_checkpoint, run.previous_checkpoint
     tmp = last.with_name(last.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        _write_synced(tmp, last, state)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # last.pt and prev.pt are untouched until the new file is complete
+        raise
     if last.exists():
         os.replace(last, prev)
     os.replace(tmp, last)
     _fsync_dir(directory)
     write_json(run.checkpoint_info, {"step": state["step"], "saved_at": now_iso(), "bytes": last.stat().st_size})
     return last
+
+
+def _write_synced(tmp: Path, target: Path, state: dict[str, Any]) -> None:
+    # Serialised in memory first: torch.save into a file turns a failed write into a RuntimeError that has lost
+    # the errno, and "disk full" must be told apart from a bug.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with writing(target), open(tmp, "wb") as handle:
+        handle.write(buffer.getbuffer())
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 @dataclass
