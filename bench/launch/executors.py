@@ -101,7 +101,7 @@ def print_sweep_end(jobs: Sequence[JobSpec], results: Sequence[dict[str, Any]], 
                       "command again resumes them from their last checkpoint):")
         causes = {job.name: result.get("error", "") for job, result in zip(jobs, results)}
         for name in failed:
-            console.print(f"  {name}: {causes[name]}", markup=False, highlight=False)
+            console.print(f"  {name}: {causes[name]}", markup=False, highlight=False, soft_wrap=True)
         return 1
     if interrupted:
         console.print(f"{len(interrupted)} run(s) stopped before finishing: run the same command again "
