@@ -102,3 +102,22 @@ def test_a_damaged_replay_file_starts_over_with_a_notice_naming_it_and_every_att
     assert [a["outcome"] for a in attempts] == ["interrupted", "done"]
     assert [a["start_step"] for a in attempts] == [0, 0]
     assert f"replay file {damaged}" in (directory / "run.log").read_text()
+
+
+def test_a_checkpoint_with_changed_bytes_is_caught_by_its_checksum_and_the_previous_one_is_used(tmp_path):
+    """torch.load reads a checkpoint with a changed block of bytes without complaint (and with other values)."""
+    import torch
+
+    from bench.train import checkpoint
+
+    checkpoint.save(tmp_path, {"step": 100, "weights": torch.zeros(4096)})
+    checkpoint.save(tmp_path, {"step": 200, "weights": torch.ones(4096)})
+    last = tmp_path / "ckpt" / "last.pt"
+    data = bytearray(last.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(range(64))
+    last.write_bytes(bytes(data))
+    loaded = checkpoint.load(tmp_path)
+    assert loaded.state["step"] == 100 and loaded.source.name == "prev.pt"
+    assert loaded.notices == ["checkpoint last.pt is unreadable (ValueError: its checksum is not the one recorded "
+                              "in checkpoint.json); skipped"]
