@@ -138,10 +138,9 @@ def _record_failure(job: JobSpec, run: RunDir, error: BaseException) -> dict[str
     that these records fit on a full disk. A record that still cannot be written is skipped, not raised."""
     fault = describe_fault(error)
     reason = fault or f"{type(error).__name__}: {error}"
-    run.free_space_reserve()
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     summary = {**job.identity(), "status": Outcome.FAILED, "error": reason}
-    for write in (lambda: run.write_error(text + (f"{fault}\n" if fault else "")),
+    for write in (run.free_space_reserve, lambda: run.write_error(text + (f"{fault}\n" if fault else "")),
                   lambda: run.close_running_attempt(AttemptOutcome.FAILED, cause=reason),
                   lambda: _finish_manifest(run), lambda: run.write_summary(summary)):
         try:
