@@ -52,6 +52,10 @@ from bench.jobs import RunDir  # noqa: E402
 from bench.records.state import run_status  # noqa: E402
 
 
+class Missed(Exception):
+    """The run finished before the fault landed: the trial is run again."""
+
+
 @dataclass
 class Trial:
     recovered: bool = False
@@ -65,6 +69,7 @@ class Campaign:
         self.root, self.steps, self.rng = root, steps, rng
         self.count = 0
         self.references: dict[int, Path] = {}
+        self.orphan_seconds: list[float] = []  # launcher SIGKILL -> its last child gone
 
     # Commands --------------------------------------------------------------------------------------------------
     def args(self, seeds: int, workers: int, suite: str) -> list[str]:
@@ -87,8 +92,11 @@ class Campaign:
                               env=self.env(results), capture_output=True, text=True, timeout=1800)
 
     def fresh(self, name: str) -> Path:
+        """``<root>/<name>-<n>/results`` in a folder of its own (created)."""
         self.count += 1
-        return self.root / f"{name.replace(' ', '-')}-{self.count}" / "results"
+        folder = self.root / f"{name.replace(' ', '-')}-{self.count}"
+        folder.mkdir(parents=True)
+        return folder / "results"
 
     @staticmethod
     def run_dir(results: Path, suite: str, seed: int) -> Path:
@@ -178,6 +186,8 @@ class Campaign:
                 pass  # it finished in the pause: nothing to kill
         output, _ = sweep.communicate(timeout=1800)
         killed = not (victim / "DONE").exists()
+        if not killed:
+            raise Missed
         named = "seed=0: worker process died: killed (signal 9; out of memory?)" in output
         trial.flagged = killed and named and run_status(victim).state == "failed"
         trial.lost |= not (sibling / "DONE").exists()  # the healthy run must have finished in the same sweep
@@ -193,8 +203,10 @@ class Campaign:
         self.random_pause()
         family = psutil.Process(sweep.pid).children(recursive=True)
         os.kill(sweep.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
         sweep.communicate(timeout=60)
         _, alive = psutil.wait_procs(family, timeout=15)
+        self.orphan_seconds.append(time.monotonic() - killed_at)
         for process in alive:
             process.kill()
         states = [run_status(self.run_dir(results, "s", seed)).state for seed in (0, 1)]
@@ -232,8 +244,7 @@ class Campaign:
 
     def disk_full(self) -> Trial | None:
         trial = Trial()
-        disk = self.root / f"disk-{self.count}"
-        disk.mkdir(parents=True)
+        disk = self.fresh("disk").parent
         mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True)
         if mounted.returncode != 0:
             return None
@@ -245,12 +256,11 @@ class Campaign:
             self.random_pause()
             ballast = _fill(disk)
             output, _ = process.communicate(timeout=600)
-            if (directory / "DONE").exists():  # it finished before the disk was full: no fault to report
-                trial.flagged = True
-            else:
-                error = (directory / "error.txt").read_text() if (directory / "error.txt").exists() else ""
-                trial.flagged = (f"seed=0: disk full at {disk}" in output and "disk full at" in error
-                                 and not list(results.rglob("*.tmp")) and "Traceback" not in output)
+            if (directory / "DONE").exists():  # it finished before the disk was full
+                raise Missed
+            error = (directory / "error.txt").read_text() if (directory / "error.txt").exists() else ""
+            trial.flagged = (f"seed=0: disk full at {disk}" in output and "disk full at" in error
+                             and not list(results.rglob("*.tmp")) and "Traceback" not in output)
             trial.misreported |= not trial.flagged
             ballast.unlink()
             self.settle(results, "s", 1, trial)
@@ -278,6 +288,15 @@ FAULTS: dict[str, Callable[[Campaign], Trial | None]] = {
     "damaged replay file": Campaign.damaged_replay, "disk full": Campaign.disk_full,
     "concurrent launches": Campaign.concurrent,
 }
+
+
+def _landed(fault: Callable[[Campaign], Trial | None], campaign: Campaign) -> Trial | None:
+    for _ in range(5):
+        try:
+            return fault(campaign)
+        except Missed:
+            continue
+    raise RuntimeError("the runs kept finishing before the fault landed; use more --steps")
 
 
 def _fill(disk: Path) -> Path:
@@ -328,7 +347,7 @@ def main() -> None:
     began = time.time()
     rows = []
     for name in chosen:
-        trials = [FAULTS[name](campaign) for _ in range(options.trials)]
+        trials = [_landed(FAULTS[name], campaign) for _ in range(options.trials)]
         done = [trial for trial in trials if trial is not None]
         if not done:
             rows.append(f"| {name} | skipped (cannot mount a tmpfs: needs root) | | | | |")
@@ -340,6 +359,9 @@ def main() -> None:
     print("| fault | trials | recovered bit-identically | flagged | lost | misreported |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
+    if campaign.orphan_seconds:
+        print(f"\nlauncher SIGKILL: every child process gone {min(campaign.orphan_seconds):.1f}-"
+              f"{max(campaign.orphan_seconds):.1f} s after the kill")
     if options.dir is None:
         shutil.rmtree(root, ignore_errors=True)
 

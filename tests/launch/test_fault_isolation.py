@@ -120,3 +120,11 @@ def test_killing_the_launcher_stops_its_workers_and_helpers_within_seconds(resul
         directory = seed_dir(results_dir, "orphan", seed)
         assert run_status(directory).state == "interrupted"
         assert json.loads((directory / "attempts.json").read_text())[-1]["outcome"] == "interrupted"
+
+
+def test_the_cause_of_a_workers_death_in_words():
+    from bench.launch.local_pool import describe_exit
+
+    assert describe_exit(-signal.SIGKILL) == "killed (signal 9; out of memory?)"
+    assert describe_exit(-signal.SIGSEGV) == "killed (signal 11, SIGSEGV)"
+    assert describe_exit(3) == "exited with code 3 without recording a result"
