@@ -204,11 +204,12 @@ class Campaign:
         family = psutil.Process(sweep.pid).children(recursive=True)
         os.kill(sweep.pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        sweep.communicate(timeout=60)
+        sweep.wait(timeout=60)
         _, alive = psutil.wait_procs(family, timeout=15)
         self.orphan_seconds.append(time.monotonic() - killed_at)
-        for process in alive:
+        for process in alive:  # an orphan still holds the launcher's output pipe
             process.kill()
+        sweep.communicate(timeout=60)
         states = [run_status(self.run_dir(results, "s", seed)).state for seed in (0, 1)]
         trial.flagged = not alive and all(state in ("interrupted", "done") for state in states)
         trial.misreported |= bool(alive) or not trial.flagged
