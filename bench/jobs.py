@@ -27,16 +27,18 @@ Plain data and the standard library only: every wing imports this module, so it 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -100,13 +102,45 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# Write faults: named by the path they hit ------------------------------------------------------------------
+_FAULT_WORDS = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
+                errno.EPERM: "permission denied", errno.EROFS: "read-only file system", errno.EIO: "I/O error"}
+
+
+@contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Attach ``path`` to an OSError raised inside: a failed write() or flush() carries no file name, and "No space
+    left on device" without the path does not say which disk."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None and error.errno:
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
+
+
+def describe_fault(error: BaseException) -> str | None:
+    """``disk full at <path>`` (permission denied, read-only file system, ...) for a filesystem fault; None for
+    anything else."""
+    if not isinstance(error, OSError) or error.errno not in _FAULT_WORDS:
+        return None
+    where = f" at {error.filename}" if error.filename else ""
+    return f"{_FAULT_WORDS[error.errno]}{where}"
+
+
 # Atomic writes: readers (status, reports, a resuming run) never see a half-written file -----------------------
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file beside ``path`` and rename it over ``path``."""
+    """Write via a temporary file beside ``path`` and rename it over ``path``; on any failure the temporary file
+    is removed and ``path`` is as it was."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -259,9 +293,12 @@ class RunDir(_Folder):
     TENSORBOARD_FOLDER = "tensorboard"
     WANDB_FOLDER = "wandb"  # wandb.init(dir=<run>) writes here by its own choice of name
     WANDB_STATE = "bench-run.json"
+    SPACE_RESERVE = ".space-reserve"
+    SPACE_RESERVE_BYTES = 64 * 1024  # room for error.txt, attempts.json and summary.json when the disk is full
     # What this harness writes (not RUNNING: that is the live owner's); clear() removes exactly these.
     RECORD_FILES = (CONFIG, MANIFEST, EVAL_LOG, TRAIN_LOG, SUMMARY, ERROR, DONE_MARKER, PRUNED_MARKER, ATTEMPTS,
-                    NOTES, CHECKPOINT_INFO)
+                    NOTES, CHECKPOINT_INFO, SPACE_RESERVE)
+    HISTORY_FILES = (ATTEMPTS, NOTES)  # kept when a run starts over from step 0: every attempt stays on record
     RECORD_FOLDERS = (CHECKPOINT_FOLDER, REPLAY_FOLDER, TENSORBOARD_FOLDER, WANDB_FOLDER)
 
     def __init__(self, path: Path | str) -> None:
@@ -322,7 +359,8 @@ class RunDir(_Folder):
         return self.pruned_marker.exists()
 
     def mark_done(self) -> None:
-        self.done_marker.write_text(now_iso() + "\n")
+        with writing(self.done_marker):
+            self.done_marker.write_text(now_iso() + "\n")
 
     def mark_pruned(self, detail: str) -> None:
         self.pruned_marker.write_text(detail + "\n")
@@ -351,7 +389,7 @@ class RunDir(_Folder):
         write_json(self.manifest_file, dict(manifest))
 
     def write_error(self, text: str) -> None:
-        self.error_file.write_text(text)
+        write_text_atomic(self.error_file, text)  # never an empty error.txt: a full disk fails before the rename
 
     def error_last_line(self) -> str:
         lines = [line for line in self.error_file.read_text().splitlines() if line.strip()]
@@ -366,7 +404,7 @@ class RunDir(_Folder):
 
     def note(self, message: str) -> None:
         """A line in run.log: resumes, fallbacks, dropped rows."""
-        with open(self.notes_file, "a") as handle:
+        with writing(self.notes_file), open(self.notes_file, "a") as handle:
             handle.write(f"{now_iso()} {message}\n")
 
     # Attempts ----------------------------------------------------------------------------------------
@@ -398,23 +436,33 @@ class RunDir(_Folder):
         attempts[-1].update(last_alive=time.time(), end_step=step, outcome=outcome)
         self.write_attempts(attempts)
 
-    def close_running_attempt(self, outcome: AttemptOutcome) -> None:
-        """End the last attempt with ``outcome`` if it is still marked running (a crash path)."""
+    def close_running_attempt(self, outcome: AttemptOutcome, cause: str | None = None) -> None:
+        """End the last attempt with ``outcome`` (and what caused it) if it is still marked running (a crash path)."""
         attempts = self.attempts()
         if attempts and attempts[-1]["outcome"] == AttemptOutcome.RUNNING:
             attempts[-1].update(last_alive=time.time(), outcome=outcome)
+            if cause:
+                attempts[-1]["cause"] = cause
             self.write_attempts(attempts)
+
+    def resumes(self) -> int:
+        """Attempts that continued from a checkpoint since the run last started from step 0."""
+        attempts = self.attempts()
+        fresh = [index for index, attempt in enumerate(attempts) if attempt.get("start_step") == 0]
+        return len(attempts) - 1 - (fresh[-1] if fresh else 0) if attempts else 0
 
     def wall_time(self) -> float:
         """Seconds of all attempts, each from its start to its last sign of life (work lost to a kill included)."""
         return sum(max(0.0, a["last_alive"] - a["started"]) for a in self.attempts())
 
     # Clean-up ----------------------------------------------------------------------------------------
-    def clear(self) -> None:
+    def clear(self, keep_history: bool = False) -> None:
         """Remove everything a previous attempt wrote, to start over (only what this harness writes; anything a
-        user put there stays)."""
+        user put there stays). ``keep_history`` keeps attempts.json and run.log (a restart from step 0, as opposed
+        to --overwrite)."""
         for name in self.RECORD_FILES:
-            self.file(name).unlink(missing_ok=True)
+            if not (keep_history and name in self.HISTORY_FILES):
+                self.file(name).unlink(missing_ok=True)
         for name in self.RECORD_FOLDERS:
             shutil.rmtree(self.file(name), ignore_errors=True)
 
@@ -423,6 +471,25 @@ class RunDir(_Folder):
         The final agent state stays in ckpt/last.pt."""
         shutil.rmtree(self.replay_dir, ignore_errors=True)
         self.previous_checkpoint.unlink(missing_ok=True)
+        self.free_space_reserve()
+
+    def reserve_space(self) -> None:
+        """Hold SPACE_RESERVE_BYTES on the run's disk while it trains, so that a run stopped by a full disk can still
+        say so (error.txt, attempts.json, summary.json) once :meth:`free_space_reserve` gives them back."""
+        path = self.file(self.SPACE_RESERVE)
+        if path.exists() and path.stat().st_size == self.SPACE_RESERVE_BYTES:
+            return
+        try:
+            with writing(path), open(path, "wb") as handle:
+                handle.write(os.urandom(self.SPACE_RESERVE_BYTES))  # zeros may be stored as a hole (ZFS, btrfs)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    def free_space_reserve(self) -> None:
+        self.file(self.SPACE_RESERVE).unlink(missing_ok=True)
 
 
 def as_run_dir(run: "RunDir | Path | str") -> "RunDir":

@@ -3,7 +3,8 @@
     executor.launch(jobs, console) -> exit status
 
 ``local`` (:class:`LocalExecutor`): a process pool on this machine (:mod:`bench.launch.local_pool`); blocks with
-live progress. A crash in one run cannot poison another: each run has its own process.
+live progress. A crash in one run cannot poison another: each run has its own process, and a process that dies
+fails only the run it held.
 
 ``slurm`` (:class:`SubmititExecutor`): submits the runs as SLURM job arrays through submitit and returns at once
 (:mod:`bench.launch.slurm`). ``debug``: submitit's in-process executor running the same task as a SLURM array task
@@ -102,8 +103,11 @@ def print_sweep_end(jobs: Sequence[JobSpec], results: Sequence[dict[str, Any]], 
     if busy:
         console.print(f"[yellow]{len(busy)} run(s) are running in another process[/], left alone: " + ", ".join(busy))
     if failed:
-        console.print(f"[red]{len(failed)} run(s) failed[/] (traceback in <run dir>/{RunDir.ERROR}): "
-                      + ", ".join(failed))
+        console.print(f"[red]{len(failed)} run(s) failed[/] (details in <run dir>/{RunDir.ERROR}; running the same "
+                      "command again resumes them from their last checkpoint):")
+        causes = {job.name: result.get("error", "") for job, result in zip(jobs, results)}
+        for name in failed:
+            console.print(f"  {name}: {causes[name]}", markup=False, highlight=False, soft_wrap=True)
         return 1
     if interrupted:
         console.print(f"{len(interrupted)} run(s) stopped before finishing: run the same command again "

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from bench.jobs import writing
+
 EVAL_LOG_COLUMNS = (
     "step", "wall_time_s", "eval/return_mean", "eval/return_std", "eval/return_min", "eval/return_max",
     "eval/length_mean", "eval/episodes",
@@ -28,15 +30,17 @@ class CsvLog:
         self._handle = open(self.path, "a", newline="")
         self._writer = csv.writer(self._handle)
         if new:
-            self._writer.writerow(self.columns)
-            self._handle.flush()
+            with writing(self.path):
+                self._writer.writerow(self.columns)
+                self._handle.flush()
 
     def append(self, row: Mapping[str, Any]) -> None:
         unknown = set(row) - set(self.columns)
         if unknown:
             raise KeyError(f"{self.path.name}: columns {sorted(unknown)} are not in the header {self.columns}")
-        self._writer.writerow([_format(row.get(column)) for column in self.columns])
-        self._handle.flush()
+        with writing(self.path):
+            self._writer.writerow([_format(row.get(column)) for column in self.columns])
+            self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()
@@ -103,9 +107,13 @@ def truncate_csv(path: Path, max_step: int) -> tuple[int, int]:
             kept.append(row)
     if after or malformed:
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as handle:
-            csv.writer(handle).writerows([header, *kept])
-        os.replace(tmp, path)
+        try:
+            with writing(path), open(tmp, "w", newline="") as handle:
+                csv.writer(handle).writerows([header, *kept])
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return after, malformed
 
 

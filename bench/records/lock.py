@@ -48,6 +48,14 @@ def release(run: RunDir | Path) -> None:
     run.lock_file.unlink(missing_ok=True)
 
 
+def release_if_owner(run: RunDir | Path, pid: int) -> None:
+    """Remove the lock of a process this host knows to be dead (its parent reaped it), and only that one."""
+    run = as_run_dir(run)
+    owner = _lock_owner(run)
+    if owner.get("host") == socket.gethostname() and owner.get("pid") == pid:
+        run.lock_file.unlink(missing_ok=True)
+
+
 def is_running(run: RunDir | Path) -> bool:
     """True if a live process holds the run: same host and its pid exists, or another host and the run
     showed a sign of life recently (attempts.json is touched at every log row and checkpoint)."""

@@ -12,6 +12,7 @@ not restorable and a resumed run can differ slightly from an uninterrupted one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from algorithms.base import Batch
+from bench.jobs import writing
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
 
@@ -79,6 +81,25 @@ class ReplayBuffer:
             if isinstance(array, np.memmap):
                 array.flush()
 
+    def reserve(self, rows: int) -> None:
+        """Allocate disk blocks for the next ``rows`` rows of the memory-mapped files. A store into an unallocated
+        page of a full disk is a SIGBUS that kills the process without a word; a full disk then shows up here, at a
+        checkpoint, as an OSError naming the file. No-op in memory or without posix_fallocate."""
+        if self.storage_dir is None or not hasattr(os, "posix_fallocate"):
+            return
+        first = self.position
+        spans = [(first, min(first + rows, self.capacity))]
+        if first + rows > self.capacity:  # the ring wraps within these rows
+            spans.append((0, min(first + rows - self.capacity, first)))
+        for name in FIELDS:
+            array = getattr(self, name)
+            row_bytes = array.strides[0]
+            path = self.storage_dir / f"{name}.npy"
+            with writing(path), open(path, "r+b") as handle:
+                for start, stop in spans:
+                    if stop > start:
+                        os.posix_fallocate(handle.fileno(), array.offset + start * row_bytes, (stop - start) * row_bytes)
+
     def state_dict(self) -> dict[str, Any]:
         return {"position": self.position, "size": self.size, "capacity": self.capacity,
                 "rng": self.rng.bit_generator.state}
@@ -91,3 +112,26 @@ class ReplayBuffer:
 
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in FIELDS)
+
+
+def damaged_files(storage_dir: Path, state: dict[str, Any]) -> list[str]:
+    """What is wrong with the replay files a checkpoint's ``state`` (its ``replay`` entry) relies on: one
+    ``<file>: <problem>`` each; [] when they can be used. Detects missing, truncated and unparsable files and a
+    length other than the checkpoint's capacity; not changed bytes inside the data."""
+    if not state.get("size"):
+        return []
+    problems = []
+    for name in FIELDS:
+        path = Path(storage_dir) / f"{name}.npy"
+        if not path.exists():
+            problems.append(f"{path}: missing")
+            continue
+        try:
+            array = np.load(path, mmap_mode="r")  # "r+" would silently extend a truncated file with zeros
+        except Exception as error:  # noqa: BLE001 - whatever np.load trips on, the file cannot be used
+            problems.append(f"{path}: unreadable ({type(error).__name__}: {error})")
+            continue
+        if array.dtype != np.float32 or len(array) != state["capacity"]:
+            problems.append(f"{path}: holds {array.dtype} x {array.shape}, the checkpoint needs float32 x "
+                            f"{state['capacity']} rows")
+    return problems

@@ -10,12 +10,12 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable
 
-from bench.jobs import AttemptOutcome, JobSpec, Outcome, RunDir, now_iso
+from bench.jobs import AttemptOutcome, JobSpec, Outcome, RunDir, describe_fault, now_iso
 from bench.plugins import load_plugins
 from bench.records import lock
 from bench.records.csvlog import truncate_csv
 from bench.records.manifest import manifest
-from bench.train import checkpoint
+from bench.train import checkpoint, replay
 from bench.train.trainer import STOP_SIGNALS, EvalHook, EventSink, RunInterrupted, RunPruned, StopSignals, Trainer
 
 __all__ = ["run_one", "INTERRUPTED_EXIT_CODE", "STOP_SIGNALS"]
@@ -42,13 +42,10 @@ def run_one(job: JobSpec, on_event: EventSink | None = None, stop_requested: Cal
     run.path.mkdir(parents=True, exist_ok=True)
     if not lock.claim(run):
         return _not_run(job, Outcome.BUSY, emit)
-    try:
-        resume_state = prepare_attempt(job, run, emit)
-    except BaseException:
-        lock.release(run)
-        raise
     signals = StopSignals()
     try:
+        resume_state = prepare_attempt(job, run, emit)
+        run.reserve_space()
         with signals:
             summary = Trainer(job, run, emit, resume_state, signals, on_eval).train()
         _record_success(run, summary)
@@ -109,6 +106,11 @@ def prepare_attempt(job: JobSpec, run: RunDir, emit: EventSink) -> dict[str, Any
     if loaded.state is None:
         notice("no usable checkpoint: starting over from step 0")
         return _start_over(job, run)
+    damaged = replay.damaged_files(run.replay_dir, loaded.state["replay"])
+    if damaged:
+        # Every checkpoint points into the same replay files, so none of them can be used without them.
+        notice(f"replay file {'; '.join(damaged)}: the checkpoints need it; starting over from step 0")
+        return _start_over(job, run)
     step = int(loaded.state["step"])
     for path in (run.eval_log, run.train_log):
         after, malformed = truncate_csv(path, step)
@@ -122,7 +124,7 @@ def prepare_attempt(job: JobSpec, run: RunDir, emit: EventSink) -> dict[str, Any
 
 
 def _start_over(job: JobSpec, run: RunDir) -> None:
-    run.clear()
+    run.clear(keep_history=True)  # the earlier attempts and their notices stay on record
     run.write_config(job.resolved_config())
     run.write_manifest(manifest(job.device, job.argv))
 
@@ -142,11 +144,20 @@ def _record_pruned(job: JobSpec, run: RunDir, detail: str) -> dict[str, Any]:
 
 
 def _record_failure(job: JobSpec, run: RunDir, error: BaseException) -> dict[str, Any]:
-    run.write_error("".join(traceback.format_exception(type(error), error, error.__traceback__)))
-    run.close_running_attempt(AttemptOutcome.FAILED)
-    _finish_manifest(run)
-    summary = {**job.identity(), "status": Outcome.FAILED, "error": f"{type(error).__name__}: {error}"}
-    run.write_summary(summary)
+    """Record a failed attempt. On a filesystem fault the reason is the fault and its path ("disk full at ..."),
+    also as the last line of error.txt (what `bench status` shows); the space reserve is given back first so
+    that these records fit on a full disk. A record that still cannot be written is skipped, not raised."""
+    fault = describe_fault(error)
+    reason = fault or f"{type(error).__name__}: {error}"
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    summary = {**job.identity(), "status": Outcome.FAILED, "error": reason}
+    for write in (run.free_space_reserve, lambda: run.write_error(text + (f"{fault}\n" if fault else "")),
+                  lambda: run.close_running_attempt(AttemptOutcome.FAILED, cause=reason),
+                  lambda: _finish_manifest(run), lambda: run.write_summary(summary)):
+        try:
+            write()
+        except Exception:  # noqa: BLE001 - one unwritable record must not hide the others or the reason
+            pass
     return summary
 
 

@@ -182,6 +182,7 @@ class Trainer:
         self.resumed = resume_state is not None
         if self.resumed:
             self.load_state(resume_state)
+        self.buffer.reserve(self._rows_until_next_checkpoint())
         self._start_attempt()
         # Last: the sinks replay the CSV logs as they stand (cut back to the checkpoint on resume).
         began = time.perf_counter()
@@ -321,13 +322,12 @@ class Trainer:
     def summary(self) -> dict[str, Any]:
         train_time = self.clock.elapsed()
         parts = self.clock.parts
-        attempts = self.run.attempts()
         final_step, final_return = self.eval_returns[-1]
         return {
             **self.job.identity(), "status": Outcome.DONE, "total_steps": self.step, "updates": self.updates,
             "final_eval_return": final_return, "final_eval_step": final_step,
             "best_eval_return": max(value for _, value in self.eval_returns),
-            "wall_time_s": self.run.wall_time(), "resumes": max(0, len(attempts) - 1),
+            "wall_time_s": self.run.wall_time(), "resumes": self.run.resumes(),
             "time/train_s": train_time, "time/sps": self._sps_after_warmup(train_time),
             "time/sps_overall": self.step / train_time,
             "time/updates_per_s": self.updates / parts["update"] if parts["update"] else None,
@@ -371,9 +371,13 @@ class Trainer:
         began = time.perf_counter()
         self.buffer.flush()
         checkpoint.save(self.run, self.state_dict())
+        self.buffer.reserve(self._rows_until_next_checkpoint())
         self.run.heartbeat(self.step, AttemptOutcome.INTERRUPTED if self.signals.received is not None
                            else AttemptOutcome.RUNNING)
         self.emit({"event": "checkpoint", "step": self.step, "seconds": time.perf_counter() - began})
+
+    def _rows_until_next_checkpoint(self) -> int:
+        return (self.checkpoint_every or 0) + self.protocol.n_envs
 
     def state_dict(self) -> dict[str, Any]:
         return {
