@@ -202,7 +202,7 @@ def summary_lines(result: Evaluation) -> list[str]:
     if result.recorded is not None and result.deterministic:
         verdict = ("exactly this evaluation's mean" if result.mean == result.recorded else
                    "not this evaluation's mean: another episode count, machine or library version?")
-        lines.append(f"the run's eval.csv at step {result.step:,}: {result.recorded:.6g}, {verdict}")
+        lines.append(f"the run's {RunDir.EVAL_LOG} at step {result.step:,}: {result.recorded:.6g}, {verdict}")
     if result.video is not None:
         lines.append(f"video: {result.video} ({result.frames} frames, first episode)")
     return lines

@@ -32,7 +32,7 @@ def test_the_papers_tasks_all_have_short_names_and_normalization_rows():
         env_id = SHORT_NAMES[task]
         assert env_id == f"dm_control/{task}-v0" and env_id in gym.registry
         row = table.for_env(env_id)
-        assert row.reference == 1000.0 and 0.0 <= row.random < 100.0
+        assert row.reference == 1000.0 and 0.0 <= row.random < 200.0  # quadruped standing upright earns ~150
 
 
 def test_observations_are_flat_actions_are_unit_and_episodes_last_1000_steps():
