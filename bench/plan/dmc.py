@@ -31,6 +31,13 @@ def is_dmc(env_id: str) -> bool:
     return env_id.startswith(PREFIX)
 
 
+def render_kwargs(env_id: str) -> dict[str, int]:
+    """The camera a video shows. dm_control's default (-1) is a free camera that stays where the episode started,
+    so a runner leaves the frame; camera 0 follows the body in every suite domain, except quadruped, whose
+    following camera is 2 (as DrQ-v2 and TD-MPC2 render it)."""
+    return {"camera_id": 2 if env_id.startswith(f"{PREFIX}quadruped-") else 0}
+
+
 def choose_headless_gl() -> str | None:
     """``MUJOCO_GL=egl`` when no display exists and the user chose no backend (dm_control picks its renderer when
     it is imported, and would first try GLFW, which needs X11). Returns the one-line notice to print, or None."""

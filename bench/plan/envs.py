@@ -58,7 +58,8 @@ def _make_single(env_id: str, render_mode: str | None = None) -> gym.Env:
     with warnings.catch_warnings():
         # -v4 is chosen on purpose where a paper used it (the sdac-paper preset); Gymnasium's advice to upgrade is noise
         warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
-        env = gym.make(env_id, render_mode=render_mode) if render_mode else gym.make(env_id)
+        options = {"render_kwargs": dmc.render_kwargs(env_id)} if render_mode and dmc.is_dmc(env_id) else {}
+        env = gym.make(env_id, render_mode=render_mode, **options) if render_mode else gym.make(env_id)
     if isinstance(env.observation_space, gym.spaces.Dict):  # DeepMind Control: a dict of arrays per step
         env = gym.wrappers.FlattenObservation(env)
     if not isinstance(env.action_space, gym.spaces.Box):
