@@ -25,6 +25,7 @@ TASKS = ("acrobot-swingup", "cartpole-swingup", "cheetah-run", "finger-spin", "h
 SHORT_NAMES: dict[str, str] = {task: f"{PREFIX}{task}-v0" for task in TASKS}
 
 _gl_chosen_here = False
+_ready = False  # shimmy imported (ids registered) and dm_control bridged to the installed MuJoCo
 
 
 def is_dmc(env_id: str) -> bool:
@@ -66,10 +67,10 @@ def _drop_fields_unknown_to_mujoco() -> None:
 
 
 def ensure_registered() -> None:
-    """Import shimmy (which registers the dm_control/ ids) once; a missing package is a ConfigError."""
-    import gymnasium as gym
-
-    if f"{PREFIX}cheetah-run-v0" in gym.registry:
+    """Import shimmy (which registers the dm_control/ ids) and bridge dm_control to MuJoCo 4, once per process, even
+    where the caller imported shimmy already; a missing package is a ConfigError."""
+    global _ready
+    if _ready:
         return
     try:
         with warnings.catch_warnings():
@@ -82,3 +83,4 @@ def ensure_registered() -> None:
     _drop_fields_unknown_to_mujoco()
     # MuJoCo 4 deprecates an attribute of some suite models (quadruped, humanoid, ...): one warning per env built
     logging.getLogger("absl").addFilter(lambda record: "settotalmass" not in record.getMessage())
+    _ready = True
