@@ -386,12 +386,12 @@ def _eval_parser(commands) -> None:
 @command("eval")
 def command_eval(args: argparse.Namespace, argv: list[str], console: Console) -> int:
     from bench.plan.dmc import choose_headless_gl
+    from bench.train.evaluate import check_video_path, evaluate_run, summary_lines
 
-    notice = choose_headless_gl() if args.video else None  # before anything builds a renderer
+    notice = choose_headless_gl() if args.video and check_video_path(args.video) else None  # before any renderer
     if notice:
         console.print(notice, highlight=False)
     plugin_loader.load_plugins(_plugins(args))
-    from bench.train.evaluate import evaluate_run, summary_lines
 
     result = evaluate_run(args.run_dir, args.episodes, args.checkpoint, args.stochastic, args.video)
     for line in summary_lines(result):

@@ -173,12 +173,17 @@ class VideoWriter:
             self._writer.close()
 
 
-def open_video(path: Path) -> VideoWriter:
+def check_video_path(path: Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise ConfigError(f"--video {path}: give a file name ending in .mp4")
     if not path.parent.is_dir():
         raise ConfigError(f"--video {path}: folder {path.parent} does not exist")
+    return path
+
+
+def open_video(path: Path) -> VideoWriter:
+    path = check_video_path(path)
     try:
         import imageio.v2 as imageio
         import imageio_ffmpeg  # noqa: F401  - the mp4 encoder; imageio alone cannot write mp4

@@ -40,12 +40,13 @@ def test_a_deterministic_eval_reproduces_the_final_evaluation_exactly(finished_r
     assert "exactly this evaluation's mean" in cli.stdout
 
 
-def test_more_episodes_start_with_the_same_ones_and_stochastic_acting_differs(finished_run):
-    three = evaluate_run(finished_run)
+def test_episode_count_and_stochastic_acting_are_honoured(finished_run):
+    """(Not "the same first episodes": the batch the policy acts on changes with the count; docs/evaluate.md.)"""
+    deterministic = evaluate_run(finished_run)
     five = evaluate_run(finished_run, episodes=5)
-    np.testing.assert_array_equal(five.returns[:3], three.returns)
+    assert len(five.returns) == len(five.lengths) == 5 and five.recorded == deterministic.recorded
     stochastic = evaluate_run(finished_run, stochastic=True)
-    assert not stochastic.deterministic and not np.array_equal(stochastic.returns, three.returns)
+    assert not stochastic.deterministic and not np.array_equal(stochastic.returns, deterministic.returns)
 
 
 def test_load_agent_gives_the_trained_weights(finished_run):
