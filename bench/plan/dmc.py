@@ -18,8 +18,8 @@ from algorithms.config import ConfigError
 PREFIX = "dm_control/"
 INSTALL_HINT = "DeepMind Control tasks need shimmy[dm-control]: pip install -e '.[dmc]'"
 
-# The tasks of recent diffusion/flow-policy papers (FlowRL, DIME, QVPO-style DMC suites) plus cartpole-swingup, the
-# usual quick check. Short name -> Gymnasium id; any other dm_control/<domain>-<task>-v0 id works as given.
+# The common state-based DMC set of recent diffusion/flow-policy papers plus cartpole-swingup, the usual quick check.
+# Short name -> Gymnasium id; any other dm_control/<domain>-<task>-v0 id works as given.
 TASKS = ("acrobot-swingup", "cartpole-swingup", "cheetah-run", "finger-spin", "hopper-hop", "humanoid-run",
          "humanoid-walk", "quadruped-run", "reacher-hard", "walker-run", "walker-walk")
 SHORT_NAMES: dict[str, str] = {task: f"{PREFIX}{task}-v0" for task in TASKS}
