@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _report_parsers(commands)
 
     _probe_parser(commands)
+    _eval_parser(commands)
     _tune_parser(commands)
     return parser
 
@@ -423,6 +424,37 @@ def command_probe(args: argparse.Namespace, argv: list[str], console: Console) -
                                               args.seed, _plugins(args))
     console.print(probe.summary_table(probes, states))
     console.print("figure: " + ", ".join(str(path) for path in written))
+    return 0
+
+
+# bench eval -----------------------------------------------------------------------------------------------
+def _eval_parser(commands) -> None:
+    evaluate = commands.add_parser("eval", help="evaluate a trained run's agent again; optionally record a video")
+    evaluate.add_argument("run_dir", type=Path, help="a run folder: results/<suite>/<algo>/<env>/seed=<k>")
+    evaluate.add_argument("--episodes", type=int, help="episodes (default: the run's protocol eval_episodes)")
+    evaluate.add_argument("--checkpoint", default="last", metavar="PATH|last",
+                          help="checkpoint file, or last: the run's newest, the final agent of a DONE run "
+                               "(default: %(default)s)")
+    evaluate.add_argument("--stochastic", action="store_true", help="act with the exploring policy, not the "
+                                                                    "deterministic one the trainer evaluates")
+    evaluate.add_argument("--video", type=Path, metavar="FILE.mp4", help="record the first episode (pip install "
+                                                                          "-e '.[video]')")
+    _plugin_argument(evaluate)
+
+
+@command("eval")
+def command_eval(args: argparse.Namespace, argv: list[str], console: Console) -> int:
+    from bench.plan.dmc import choose_headless_gl
+    from bench.train.evaluate import check_video_path, evaluate_run, summary_lines
+
+    notice = choose_headless_gl() if args.video and check_video_path(args.video) else None  # before any renderer
+    if notice:
+        console.print(notice, highlight=False)
+    plugin_loader.load_plugins(_plugins(args))
+
+    result = evaluate_run(args.run_dir, args.episodes, args.checkpoint, args.stochastic, args.video)
+    for line in summary_lines(result):
+        console.print(line, highlight=False, soft_wrap=True)
     return 0
 
 

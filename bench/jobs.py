@@ -198,9 +198,24 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# A Gymnasium namespace ("dm_control/cheetah-run-v0") would nest one folder deeper than the layout has; the env's
+# folder spells the slash as this, and reading the folder back turns it into the slash again.
+NAMESPACE_IN_FOLDER = "__"
+
+
+def env_folder(env_id: str) -> str:
+    """``dm_control/cheetah-run-v0`` -> ``dm_control__cheetah-run-v0``; ids without a namespace are unchanged."""
+    return env_id.replace("/", NAMESPACE_IN_FOLDER)
+
+
+def env_from_folder(folder: str) -> str:
+    return folder.replace(NAMESPACE_IN_FOLDER, "/")
+
+
 def run_name(algo: str, env_id: str, seed: int) -> str:
-    """``algo/env_id/seed=k``: a run's name inside its suite (progress lines, sweep.yaml, SLURM records)."""
-    return f"{algo}/{env_id}/seed={seed}"
+    """``algo/env_folder/seed=k``: a run's name inside its suite, which is also its path below the suite folder
+    (progress lines, sweep.yaml, SLURM records)."""
+    return f"{algo}/{env_folder(env_id)}/seed={seed}"
 
 
 _SEED_FOLDER = re.compile(r"seed=(-?\d+)")
@@ -254,7 +269,7 @@ class SuiteDir(_Folder):
         return self.path / self.REPORT_FOLDER
 
     def run(self, algo: str, env_id: str, seed: int) -> "RunDir":
-        return RunDir(self.path / algo / env_id / f"seed={seed}")
+        return RunDir(self.path / run_name(algo, env_id, seed))
 
     def run_named(self, name: str) -> "RunDir":
         """The run dir of a run name (``algo/env_id/seed=k``)."""
@@ -306,7 +321,7 @@ class RunDir(_Folder):
         # Identity from the layout, parsed once; config.yaml (when readable) is the authority over it.
         match = _SEED_FOLDER.fullmatch(self.path.name)
         self.seed = int(match[1]) if match else -1
-        self.env_id = self.path.parent.name
+        self.env_id = env_from_folder(self.path.parent.name)
         self.algo = self.path.parent.parent.name
         self.suite_dir = SuiteDir(self.path.parent.parent.parent)
         self.suite = self.suite_dir.name

@@ -16,12 +16,12 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from bench.plan.envs import SHORT_NAMES
+from bench.plan.envs import SHORT_NAMES, resolve_env_id
 
 
 def random_return(env_id: str, episodes: int) -> tuple[float, float, float]:
     """(mean, std, mean episode length) of the undiscounted return of uniform random actions."""
-    env = gym.make(env_id)
+    env = gym.make(resolve_env_id(env_id))  # resolving registers namespaced suites (dm_control/...) first
     env.action_space.seed(0)
     returns, lengths = [], []
     for episode in range(episodes):

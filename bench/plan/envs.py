@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from algorithms.config import ConfigError
-from bench.plan import probe_env  # registers MultiGoal2D-v0
+from bench.plan import dmc, probe_env  # probe_env registers MultiGoal2D-v0; dmc registers on first use
 from bench.plan.flags import did_you_mean
 
 # Pinned versions: MuJoCo tasks at v5 (Gymnasium >= 1.0), the classic-control Pendulum at v1.
@@ -30,6 +30,7 @@ SHORT_NAMES: dict[str, str] = {
     "Reacher": "Reacher-v5",
     "Swimmer": "Swimmer-v5",
     "Walker2d": "Walker2d-v5",
+    **dmc.SHORT_NAMES,  # DeepMind Control: cheetah-run -> dm_control/cheetah-run-v0 (docs/dmc.md)
 }
 
 
@@ -47,6 +48,8 @@ def resolve_env_id(name: str, version: str | None = None) -> str:
         env_id = versioned if version and versioned in gym.registry else SHORT_NAMES[short]
     else:
         env_id = name.strip()
+    if dmc.is_dmc(env_id):
+        dmc.ensure_registered()
     if env_id not in gym.registry:
         raise ConfigError(f"unknown environment {name!r}{_unknown_env_hint(env_id)}; valid short names: "
                           f"{', '.join(SHORT_NAMES)}; or any registered Gymnasium id such as Ant-v4")
@@ -73,11 +76,16 @@ def _unknown_env_hint(env_id: str) -> str:
     return did_you_mean(env_id, [*SHORT_NAMES, *gym.registry])
 
 
-def _make_single(env_id: str) -> gym.Env:
+def _make_single(env_id: str, render_mode: str | None = None) -> gym.Env:
+    if dmc.is_dmc(env_id):
+        dmc.ensure_registered()  # a spawned worker process has not resolved the name itself
     with warnings.catch_warnings():
         # -v4 is chosen on purpose where a paper used it (the sdac-paper preset); Gymnasium's advice to upgrade is noise
         warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
-        env = gym.make(env_id)
+        options = {"render_kwargs": dmc.render_kwargs(env_id)} if render_mode and dmc.is_dmc(env_id) else {}
+        env = gym.make(env_id, render_mode=render_mode, **options) if render_mode else gym.make(env_id)
+    if isinstance(env.observation_space, gym.spaces.Dict):  # DeepMind Control: a dict of arrays per step
+        env = gym.wrappers.FlattenObservation(env)
     if not isinstance(env.action_space, gym.spaces.Box):
         raise ConfigError(f"{env_id} has a {type(env.action_space).__name__} action space; only Box is supported")
     return UnitActions(env)
@@ -109,9 +117,10 @@ def make_vector_env(env_id: str, n_envs: int) -> gym.vector.VectorEnv:
     )
 
 
-def make_eval_envs(env_id: str, n_episodes: int) -> list[gym.Env]:
-    """One env per evaluation episode, stepped together so the policy acts on a batch."""
-    return [_make_single(env_id) for _ in range(n_episodes)]
+def make_eval_envs(env_id: str, n_episodes: int, render_mode: str | None = None) -> list[gym.Env]:
+    """One env per evaluation episode, stepped together so the policy acts on a batch. With ``render_mode`` only
+    the first env renders (the one a video shows)."""
+    return [_make_single(env_id, render_mode if index == 0 else None) for index in range(n_episodes)]
 
 
 @dataclass(frozen=True)

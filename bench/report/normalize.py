@@ -1,8 +1,8 @@
 """Normalized scores, so that returns of different environments can be aggregated.
 
 - ``table``: (return - random) / (reference - random) with the shipped, versioned reference table
-  (bench/data/normalization.yaml): 0 = uniform random policy, 1 = the published SAC reference. Numbers do
-  not change when an algorithm is added to the comparison.
+  (bench/data/normalization.yaml): 0 = uniform random policy, 1 = the published SAC reference (DeepMind Control:
+  the maximum return, 1000). Numbers do not change when an algorithm is added to the comparison.
 - ``minmax``: (return - min) / (max - min), min and max over every evaluation of every compared run on that
   environment (openrlbenchmark's "maxmin"): needs no reference, but changes when the set of runs changes.
 - ``none``: raw returns (only meaningful for a single environment).
@@ -36,7 +36,8 @@ def normalization(evals: pd.DataFrame, method: str) -> Normalization:
         table = normalization_table()
         bounds = {env: (table.for_env(env).random, table.for_env(env).reference) for env in envs}
         description = (f"reference table version {table.version} (bench/data/normalization.yaml): "
-                       f"0 = uniform random policy, 1 = published SAC reference return")
+                       f"0 = uniform random policy, 1 = published SAC reference return "
+                       f"(DeepMind Control: the maximum return, 1000)")
     elif method == "minmax":
         grouped = evals.groupby("env_id")["return"]
         bounds = {env: (float(grouped.min()[env]), float(grouped.max()[env])) for env in envs}

@@ -99,18 +99,11 @@ def probe_runs(paths: Sequence[Path]) -> list[RunDir]:
 
 def load_agent(run_dir: RunDir | Path) -> tuple[algorithms.Agent, str]:
     """The agent of a run as its last checkpoint left it (the final agent for a finished run)."""
-    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    config = run_dir.read_config()
-    algo = config["algo"]
-    agent_config = algorithms.resolve_config(algo, config["env_id"], config.get("agent") or {})
-    agent = algorithms.make_agent(algo, 2, 2, agent_config, device="cpu", seed=int(config.get("seed", 0)))
-    from bench.train import checkpoint  # torch: imported when the command runs, not when `bench` builds its parser
+    from bench.train.evaluate import LAST, restore_agent, run_config  # torch: only when the command runs
 
-    loaded = checkpoint.load(run_dir)
-    if loaded.state is None:
-        raise ConfigError(f"bench probe: no readable checkpoint in {run_dir} ({'; '.join(loaded.notices)})")
-    agent.load_state_dict(loaded.state["agent"])
-    return agent, f"{algo} seed={config.get('seed')} (step {loaded.state['step']:,})\n{config.get('suite', '')}"
+    run, config = run_config(run_dir)
+    agent, (state, _) = restore_agent(run, config, LAST, "cpu")
+    return agent, f"{config['algo']} seed={config.get('seed')} (step {state['step']:,})\n{config.get('suite', '')}"
 
 
 def probe_agent(run_dir: Path, states: Sequence[np.ndarray], samples: int, episodes: int, seed: int) -> Probe:

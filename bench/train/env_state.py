@@ -5,6 +5,9 @@ Pickling a Gymnasium MuJoCo env does not work for this: MujocoEnv pickles its co
   - MuJoCo: the whole ``MjData`` (pickled, copied back with ``mj_copyData``). The integration state alone
     (``mj_getState``) is not enough: rewards read derived quantities such as body positions, which after
     ``mj_step`` describe the pre-integration state and would differ in the last bits if recomputed;
+  - DeepMind Control (through shimmy): the dm_control ``Physics`` pickled whole (its MjData and its own copy of the
+    MjModel: tasks such as reacher move the target in the model at every reset), the control loop's step counter
+    and the task's attributes (its RandomState draws the next episode's start);
   - any other env: its ``__dict__`` pickled (classic control keeps its state in plain attributes);
   - plus every wrapper's scalar attributes (TimeLimit's step counter, order enforcing) and the env's RNG.
 """
@@ -12,6 +15,7 @@ Pickling a Gymnasium MuJoCo env does not work for this: MujocoEnv pickles its co
 from __future__ import annotations
 
 import pickle
+import zlib
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +23,26 @@ import gymnasium as gym
 
 def _is_mujoco(env: gym.Env) -> bool:
     return hasattr(env, "model") and hasattr(env, "data") and type(env.data).__module__.startswith("mujoco")
+
+
+def _is_dm_control(env: gym.Env) -> bool:
+    inner = getattr(env, "_env", None)
+    return inner is not None and hasattr(inner, "physics") and hasattr(inner, "task")
+
+
+def _capture_dm_control(env: gym.Env) -> dict[str, Any]:
+    control = env._env
+    # zlib: the suite's models reserve a 13 MB arena, mostly zeros, that MjData pickles in full
+    return {"physics": zlib.compress(pickle.dumps(control.physics), 1), "control": _scalars(control),
+            "task": pickle.dumps(vars(control.task))}
+
+
+def _restore_dm_control(env: gym.Env, state: dict[str, Any]) -> None:
+    control = env._env
+    control.physics.free()  # its render contexts; the unpickled Physics makes its own when asked to render
+    control._physics = pickle.loads(zlib.decompress(state["physics"]))
+    vars(control).update(state["control"])
+    vars(control.task).update(pickle.loads(state["task"]))
 
 
 def _wrapper_chain(env: gym.Env) -> list[gym.Env]:
@@ -35,10 +59,11 @@ def _scalars(obj: Any) -> dict[str, Any]:
 
 def capture(env: gym.Env) -> dict[str, Any]:
     base = env.unwrapped
-    state: dict[str, Any] = {
-        "wrappers": [_scalars(wrapper) for wrapper in _wrapper_chain(env)],
-        "np_random": base.np_random.bit_generator.state,
-    }
+    state: dict[str, Any] = {"wrappers": [_scalars(wrapper) for wrapper in _wrapper_chain(env)]}
+    if _is_dm_control(base):  # its np_random is the task's RandomState, captured with the task
+        state["dm_control"] = _capture_dm_control(base)
+        return state
+    state["np_random"] = base.np_random.bit_generator.state
     if _is_mujoco(base):
         state["mujoco"] = pickle.dumps(base.data)
     else:
@@ -53,6 +78,9 @@ def restore(env: gym.Env, state: dict[str, Any]) -> None:
     base = env.unwrapped
     for wrapper, values in zip(_wrapper_chain(env), state["wrappers"]):
         vars(wrapper).update(values)
+    if "dm_control" in state:
+        _restore_dm_control(base, state["dm_control"])
+        return
     if "mujoco" in state:
         import mujoco
 

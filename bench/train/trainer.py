@@ -150,7 +150,7 @@ class Trainer:
         self.signals = signals or StopSignals()
         self.protocol: Protocol = cfg.build(Protocol, job.protocol, where=f"{job.name} protocol")
         self.seeds = RunSeeds.derive(job.seed)
-        _configure_torch(job.torch_threads, self.seeds.torch)
+        configure_torch(job.torch_threads, self.seeds.torch)
         self.device = torch.device(job.device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -162,8 +162,8 @@ class Trainer:
         self.obs_dim = int(np.prod(self.envs.single_observation_space.shape))
         self.act_dim = int(np.prod(self.envs.single_action_space.shape))
         agent_cls = algo_base.get_algorithm(job.algo)
-        agent_config = cfg.build(agent_cls.Config, job.agent_config, where=f"{job.name} agent config")
-        self.agent = agent_cls(self.obs_dim, self.act_dim, agent_config, device=self.device, seed=self.seeds.network)
+        self.agent = build_agent(job.algo, job.agent_config, self.obs_dim, self.act_dim, self.device,
+                                 self.seeds.network, where=f"{job.name} agent config")
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, min(p.replay_size, p.total_steps), self.seeds.replay,
                                    self.device, run.replay_dir if self.checkpoint_every else None)
         self.warmup_rng = np.random.default_rng(self.seeds.warmup_actions)
@@ -420,27 +420,44 @@ class Trainer:
         self.warmup_rng.bit_generator.state = rng["warmup"]
 
 
-def run_episodes(agent: algo_base.Agent, envs: list, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One deterministic-policy episode per env, all envs acting as one batch. The same reset seeds are used
-    at every evaluation, so changes between evaluation points come from the policy, not the start states."""
+def build_agent(algo: str, agent_config: dict[str, Any], obs_dim: int, act_dim: int, device: torch.device | str,
+                seed: int, where: str) -> algo_base.Agent:
+    """The agent of a run from its resolved config (config.yaml's ``agent``), as the trainer builds it."""
+    agent_cls = algo_base.get_algorithm(algo)
+    return agent_cls(obs_dim, act_dim, cfg.build(agent_cls.Config, agent_config, where=where), device=device,
+                     seed=seed)
+
+
+FrameSink = Callable[[np.ndarray], None]
+
+
+def run_episodes(agent: algo_base.Agent, envs: list, seed: int, deterministic: bool = True,
+                 record: FrameSink | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One episode per env, all envs acting as one batch. The same reset seeds are used at every evaluation, so
+    changes between evaluation points come from the policy, not the start states. ``record`` receives the first
+    env's rendered frames: the start state, then one per step until its episode ends."""
     observations = [env.reset(seed=seed + index)[0] for index, env in enumerate(envs)]
+    if record is not None:
+        record(envs[0].render())
     obs = np.stack(observations).astype(np.float32)
     returns = np.zeros(len(envs))
     lengths = np.zeros(len(envs), dtype=np.int64)
     active = np.ones(len(envs), dtype=bool)
     while active.any():
         indices = np.flatnonzero(active)
-        actions = agent.act(obs[indices], deterministic=True)
+        actions = agent.act(obs[indices], deterministic=deterministic)
         for action, index in zip(actions, indices):
             next_obs, reward, terminated, truncated, _ = envs[index].step(action)
             returns[index] += reward
             lengths[index] += 1
             obs[index] = next_obs
             active[index] = not (terminated or truncated)
+            if record is not None and index == 0:
+                record(envs[0].render())
     return returns, lengths
 
 
-def _configure_torch(threads: int, seed: int) -> None:
+def configure_torch(threads: int, seed: int) -> None:
     torch.set_num_threads(max(1, threads))
     try:
         torch.set_num_interop_threads(1)
