@@ -22,8 +22,8 @@ class Mish(nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
-            return nn.functional.mish(x)  # on GPU the native op is one fused kernel
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            return nn.functional.mish(x)  # on GPU, and under torch.compile, the op is fused into one kernel
         if torch.is_grad_enabled() and x.requires_grad:
             return _CPUMish.apply(x)
         return mish_into(x, torch.empty_like(x))
@@ -116,7 +116,7 @@ class CriticEnsemble(nn.Module):
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, actions], dim=-1)
         x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():  # compiled: inductor plans the buffers itself
             out = self.net(x)
         else:
             out = layers_into_buffers(self.net, x, activation_buffers(x, self.net))

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "--executor slurm: the profile's cpus_per_task)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s: cuda if "
                                                       "available; --executor slurm: cuda if the profile has GPUs)")
+    _compile_argument(run)
     run.add_argument("--checkpoint-every", type=int,
                      help="env steps between checkpoints (default: 5%% of the budget; 0: never)")
     run.add_argument("--overwrite", action="store_true",
@@ -92,6 +93,13 @@ def _grid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", type=Path,
                         help=f"results root (default: ${RESULTS_ENV_VAR} or ./results)")
     _plugin_argument(parser)
+
+
+def _compile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile", nargs="?", const="default", choices=algorithms.config.COMPILE_MODES,
+                        metavar="MODE", help="torch.compile each agent's networks and sampling chains (same math; "
+                                             "compile time is logged apart): default, or reduce-overhead for CUDA "
+                                             "graphs (untested on GPU), or max-autotune-no-cudagraphs")
 
 
 def _plugin_argument(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +161,7 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     if placement.executor == "slurm":  # tasks run in their code snapshot's directory, maybe on other nodes
         results_root = results_root.resolve()
     command_line = layers.from_command_line(args.config, _protocol_flags(args), args.override)
-    execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv))
+    execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv), args.compile)
     jobs = sweep.expand(results_root, command_line, execution)
     _print_plan(preview(jobs), console)
     if args.dry_run:

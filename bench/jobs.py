@@ -439,6 +439,7 @@ class JobSpec:
     argv: tuple[str, ...] = field(default_factory=tuple)
     plugins: tuple[str, ...] = field(default_factory=tuple)
     checkpoint_every: int | None = None  # env steps; None: every 5 % of the budget; 0: never
+    compile: str | None = None  # torch.compile mode of the agent's hot paths (algorithms.compiled); None: eager
 
     @property
     def name(self) -> str:
@@ -458,7 +459,7 @@ class JobSpec:
             "protocol": dict(self.protocol),
             "agent": dict(self.agent_config),
             "execution": {"device": self.device, "torch_threads": self.torch_threads,
-                          "checkpoint_every": self.checkpoint_every},
+                          "checkpoint_every": self.checkpoint_every, "compile": self.compile},
         }
 
     def to_dict(self) -> dict[str, Any]:

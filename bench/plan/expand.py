@@ -38,6 +38,7 @@ class Execution:
     torch_threads: int = 1
     checkpoint_every: int | None = None   # env steps; None: every 5 % of the budget; 0: never
     argv: tuple[str, ...] = ()
+    compile: str | None = None  # a torch.compile mode (algorithms.compiled.MODES); None: eager
 
 
 def expand(spec: "SweepSpec", later_layers: Sequence[layering.Layer] = (), execution: Execution = Execution(),
@@ -69,7 +70,7 @@ def expand(spec: "SweepSpec", later_layers: Sequence[layering.Layer] = (), execu
                     agent_config=agent_config, run_dir=str(RunDir.at(root, spec.name, algo, env_id, seed).path),
                     protocol_name=protocol_name, preset=preset.name, device=execution.device,
                     torch_threads=execution.torch_threads, argv=tuple(execution.argv), plugins=tuple(plugins),
-                    checkpoint_every=execution.checkpoint_every,
+                    checkpoint_every=execution.checkpoint_every, compile=execution.compile,
                 ))
     return jobs
 
