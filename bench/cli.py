@@ -122,6 +122,9 @@ def command(*names: str):
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    from bench.launch.resolve import sleep_waiting_threads
+
+    sleep_waiting_threads()
     # Log files (CI, SLURM) get a wide fixed width so run names are not cut; terminals use their own width.
     console = Console(log_path=False, width=None if sys.stdout.isatty() else 150)
     try:

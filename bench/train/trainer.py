@@ -329,7 +329,8 @@ class Trainer:
             **{f"time/{name}_s": seconds for name, seconds in parts.items()},
             "time/overhead_frac": max(0.0, 1.0 - sum(v for k, v in parts.items() if k != "compile") / train_time),
             "mem/rss_peak_mb": peak_rss_mb(), **cuda_memory(self.device),
-            "torch_threads": torch.get_num_threads(), "time/cpu_s": process_cpu_seconds(),
+            "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "time/cpu_s": process_cpu_seconds(),
         }
 
     def _sps_after_warmup(self, train_time: float) -> float | None:
