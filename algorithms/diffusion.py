@@ -228,13 +228,13 @@ def reverse_sample(model: NoisePredictor, schedule: DiffusionSchedule, obs: torc
     noise_shape = (schedule.steps, rows, model.act_dim)
     noise = torch.randn(noise_shape, generator=generator, device=obs.device, dtype=obs.dtype)
     action = init_scale * torch.randn(noise_shape[1:], generator=generator, device=obs.device, dtype=obs.dtype)
-    chain = run_chain
-    if model.compiled_chain_mode is not None:  # the random numbers above stay eager: the same bits either way
+    chain, mode = run_chain, getattr(model, "compiled_chain_mode", None)  # any model with a denoiser may come here
+    if mode is not None:  # the random numbers above stay eager: the same bits either way
         from algorithms.compiled import compiled
-        chain = compiled(run_chain, "the reverse diffusion chain", model.compiled_chain_mode)
+        chain = compiled(run_chain, "the reverse diffusion chain", mode)
     steps = [schedule.coefficients(k) for k in reversed(range(schedule.steps))]
     action = chain(model, steps, obs, particles, action, noise, posterior_noise, visited)
-    if model.compiled_chain_mode == "reduce-overhead":  # a CUDA graph's output is overwritten by its next replay
+    if mode == "reduce-overhead":  # a CUDA graph's output is overwritten by its next replay
         action = action.clone()
         if visited is not None:
             visited[:] = [a.clone() for a in visited]
