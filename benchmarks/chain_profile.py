@@ -4,6 +4,7 @@
     python benchmarks/chain_profile.py                      # SDAC and DPMD update chains, Hopper dims, 1 thread
     python benchmarks/chain_profile.py --profile            # also the eager and compiled op profiles (top ops)
     python benchmarks/chain_profile.py --rows 8192 --steps 20 --reps 7
+    python benchmarks/chain_profile.py --mish               # only Mish on one [8192, 256] tensor, four ways
 
 Paper settings: T = 20 steps, best-of-32, 3 x 256 Mish noise predictor, Hopper-v5 dims (obs 11, act 3). One update's
 chain has 256 x 32 = 8192 rows (DPMD: the next states) or 512 x 32 = 16384 (SDAC: next states and proposal states in
@@ -23,6 +24,7 @@ import torch
 
 from algorithms.compiled import compile_seconds
 from algorithms.diffusion import DiffusionSchedule, NoisePredictor, reverse_sample
+from algorithms.nets import mish_identity, mish_into
 
 OBS_DIM, ACT_DIM, WIDTH = 11, 3, 256
 
@@ -73,6 +75,28 @@ def cpu_seconds(call) -> float:
     return time.process_time() - began
 
 
+def time_mish(rounds: int = 20, calls: int = 5) -> None:
+    """CPU ms per Mish of one [8192, 256] fp32 tensor: eager mish_into, torch's native op, inductor's own mish and
+    inductor on the exp identity (what a compiled agent uses), interleaved, best of ``rounds`` x ``calls``."""
+    x = torch.randn(8192, WIDTH)
+    out = torch.empty_like(x)
+    native_compiled = torch.compile(torch.nn.functional.mish, dynamic=False)
+    identity_compiled = torch.compile(mish_identity, dynamic=False)
+    variants = {"eager mish_into (5 in-place passes)": lambda: mish_into(x, out),
+                "eager torch.nn.functional.mish": lambda: torch.nn.functional.mish(x),
+                "compiled torch.nn.functional.mish": lambda: native_compiled(x),
+                "compiled nets.mish_identity": lambda: identity_compiled(x)}
+    for call in variants.values():
+        call()
+    best = {name: float("inf") for name in variants}
+    for _ in range(rounds):
+        for name, call in variants.items():
+            best[name] = min(best[name], cpu_seconds(lambda: [call() for _ in range(calls)]) / calls)
+    print("| Mish of [8192, 256] fp32 | CPU ms |\n|---|---|")
+    for name, seconds in best.items():
+        print(f"| {name} | {1e3 * seconds:.2f} |")
+
+
 def print_profile(label: str, call, top: int) -> None:
     from torch.profiler import ProfilerActivity, profile
 
@@ -90,8 +114,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of both chains")
+    parser.add_argument("--mish", action="store_true", help="time only Mish, four ways, and exit")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.mish:
+        return time_mish()
     print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {args.threads} thread(s), "
           f"T = {args.steps}, best-of-{args.particles}, Hopper dims, 3 x {WIDTH} Mish\n")
     print("| rows | variant | CPU ms per chain (best) | GFLOP/s | % of matmul rate |")
