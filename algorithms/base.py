@@ -119,6 +119,13 @@ class Agent(abc.ABC):
             else:
                 setattr(self, attr, _clone(state[attr]))
 
+    def compile(self, mode: str = "default") -> Agent:
+        """Run this agent's networks and sampling chains through ``torch.compile`` (same math; see
+        ``algorithms.compiled``). Call once, after construction or ``load_state_dict``, in either order."""
+        from algorithms.compiled import compile_agent
+
+        return compile_agent(self, mode)
+
     # Helpers shared by the algorithms -----------------------------------------------------------
     def as_obs_tensor(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)

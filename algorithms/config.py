@@ -17,6 +17,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+# torch.compile modes of Agent.compile (algorithms/compiled.py); here so that the CLI can offer them without torch.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message names the valid choices."""

@@ -156,6 +156,7 @@ class NoisePredictor(nn.Module):
                  act: str = "mish", time_dim: int = 16, time_hidden: int | None = 32) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.steps = obs_dim, act_dim, steps
+        self.compiled_chain_mode: str | None = None  # set by algorithms.compiled.compile_module
         self.register_buffer("step_sinusoids", sinusoidal_embedding(torch.arange(steps), time_dim), persistent=False)
         # time_hidden None or 0: the sinusoid enters the first layer as it is (relax's DIPO policy net).
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_hidden), activation(act)(),
@@ -177,7 +178,7 @@ class NoisePredictor(nn.Module):
         ``particles`` times). The obs and step parts of the first layer are computed here, once per chain."""
         obs_features = self._obs_features(obs).repeat_interleave(particles, dim=0)
         step_features = self._step_features()
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():  # compiled: inductor plans the buffers itself
             return lambda action, k: self._predict(obs_features, action, step_features[k])
         buffers = activation_buffers(obs_features, [self.input_layer, *self.trunk])
         return lambda action, k: self._predict_into(obs_features, action, step_features[k], buffers)
@@ -224,19 +225,36 @@ def reverse_sample(model: NoisePredictor, schedule: DiffusionSchedule, obs: torc
     either way, so the generator advances the same.
     """
     rows = obs.shape[0] * particles
-    eps_model = model.denoiser(obs, particles)
     noise_shape = (schedule.steps, rows, model.act_dim)
     noise = torch.randn(noise_shape, generator=generator, device=obs.device, dtype=obs.dtype)
     action = init_scale * torch.randn(noise_shape[1:], generator=generator, device=obs.device, dtype=obs.dtype)
-    for k in reversed(range(schedule.steps)):
-        coef = schedule.coefficients(k)
+    chain, mode = run_chain, getattr(model, "compiled_chain_mode", None)  # any model with a denoiser may come here
+    if mode is not None:  # the random numbers above stay eager: the same bits either way
+        from algorithms.compiled import compiled
+        chain = compiled(run_chain, "the reverse diffusion chain", mode)
+    steps = [schedule.coefficients(k) for k in reversed(range(schedule.steps))]
+    action = chain(model, steps, obs, particles, action, noise, posterior_noise, visited)
+    if mode == "reduce-overhead":  # a CUDA graph's output is overwritten by its next replay
+        action = action.clone()
+        if visited is not None:
+            visited[:] = [a.clone() for a in visited]
+    return action.view(obs.shape[0], particles, model.act_dim)
+
+
+def run_chain(model: NoisePredictor, steps: list[StepCoefficients], obs: torch.Tensor, particles: int,
+              action: torch.Tensor, noise: torch.Tensor, posterior_noise: float,
+              visited: list[torch.Tensor] | None) -> torch.Tensor:
+    """The reverse chain of :func:`reverse_sample` from a_T = ``action`` with the posterior ``noise`` already drawn
+    (``steps``: the coefficients of k = T-1 first): a pure function of its inputs, so it compiles into one graph."""
+    eps_model = model.denoiser(obs, particles)
+    for k, coef in zip(reversed(range(len(steps))), steps):
         if visited is not None:
             visited.append(action)
         eps = eps_model(action, k)
         x0 = (coef.recip_sqrt_alpha_bar * action - coef.sqrt_recip_alpha_bar_minus_one * eps).clamp(-1.0, 1.0)
         mean = coef.c1 * x0 + coef.c2 * action
         action = mean + (posterior_noise * coef.posterior_std) * noise[k] if k > 0 else mean
-    return action.view(obs.shape[0], particles, model.act_dim)
+    return action
 
 
 class Candidates(NamedTuple):

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "--executor slurm: the profile's cpus_per_task)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s: cuda if "
                                                       "available; --executor slurm: cuda if the profile has GPUs)")
+    _compile_argument(run)
     run.add_argument("--checkpoint-every", type=flags.NON_NEGATIVE,
                      help="env steps between checkpoints (default: 5%% of the budget; 0: never)")
     run.add_argument("--overwrite", action="store_true",
@@ -111,6 +112,13 @@ def _log_argument(parser: argparse.ArgumentParser) -> None:
                         "docs/logging.md)")
 
 
+def _compile_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--compile", nargs="?", const="default", choices=algorithms.config.COMPILE_MODES,
+                        metavar="MODE", help="torch.compile each agent's networks and sampling chains (same math; "
+                                             "compile time is logged apart): default, or reduce-overhead for CUDA "
+                                             "graphs (untested on GPU), or max-autotune-no-cudagraphs")
+
+
 def _plugin_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help=f"import MODULE (a module name or a path to a .py file) to register extra algorithms; "
@@ -132,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from bench.launch.progress import command_console
+    from bench.launch.resolve import sleep_waiting_threads
 
+    sleep_waiting_threads()
     console = command_console()
     try:
         return COMMANDS[args.command](args, argv, console)
@@ -183,7 +193,8 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
         check_writable_folder(results_root / sweep.name, "results folder")
     command_line = layers.from_command_line(args.config, _protocol_flags(args), args.override)
     sweep.log = list(resolve_log(sweep.log, placement))  # sweep.yaml records what the runs use
-    execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv), tuple(sweep.log))
+    execution = Execution(placement.device, placement.threads, args.checkpoint_every, ("bench", *argv),
+                          tuple(sweep.log), args.compile)
     jobs = sweep.expand(results_root, command_line, execution)
     _print_plan(preview(jobs), console)
     _warn(oversubscription_warning(placement, len(jobs)), console)

@@ -531,6 +531,7 @@ class JobSpec:
     plugins: tuple[str, ...] = field(default_factory=tuple)
     checkpoint_every: int | None = None  # env steps; None: every 5 % of the budget; 0: never
     log: tuple[str, ...] = ()  # metric sinks beside the CSV logs (bench.records.sinks.SINKS)
+    compile: str | None = None  # torch.compile mode of the agent's hot paths (algorithms.compiled); None: eager
 
     @property
     def name(self) -> str:
@@ -550,7 +551,8 @@ class JobSpec:
             "protocol": dict(self.protocol),
             "agent": dict(self.agent_config),
             "execution": {"device": self.device, "torch_threads": self.torch_threads,
-                          "checkpoint_every": self.checkpoint_every, "log": list(self.log)},
+                          "checkpoint_every": self.checkpoint_every, "log": list(self.log),
+                          "compile": self.compile},
         }
 
     def to_dict(self) -> dict[str, Any]:

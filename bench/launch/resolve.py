@@ -74,3 +74,16 @@ def local_device(choice: str) -> str:
     if not (choice == "cpu" or choice.startswith("cuda")):
         raise ConfigError(f"--device {choice!r}: valid choices are cpu, cuda, cuda:N, auto")
     return choice
+
+
+# GNU OpenMP's default lets a thread that waits at a barrier spin for a while: with 2 torch threads and another busy
+# process on the cores, the spinning thread takes the core from the one it waits for (runs 1.5-2.3x slower than with
+# 1 thread, issue 20). PASSIVE makes waiting threads sleep at once (docs/performance.md, "Threads").
+OPENMP_WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def sleep_waiting_threads(environ: dict[str, str] | None = None) -> None:
+    """Set OMP_WAIT_POLICY=PASSIVE for the processes started from here on (run workers, SLURM tasks, tune trials),
+    unless the user set it. It takes effect in a process that has not loaded OpenMP yet: the children."""
+    environ = os.environ if environ is None else environ
+    environ.setdefault(*OPENMP_WAIT_POLICY)

@@ -39,6 +39,7 @@ class Execution:
     checkpoint_every: int | None = None   # env steps; None: every 5 % of the budget; 0: never
     argv: tuple[str, ...] = ()
     log: tuple[str, ...] = ()             # metric sinks beside the CSV logs (bench.records.sinks)
+    compile: str | None = None  # a torch.compile mode (algorithms.compiled.MODES); None: eager
 
 
 def expand(spec: "SweepSpec", later_layers: Sequence[layering.Layer] = (), execution: Execution = Execution(),
@@ -71,6 +72,7 @@ def expand(spec: "SweepSpec", later_layers: Sequence[layering.Layer] = (), execu
                     protocol_name=protocol_name, preset=preset.name, device=execution.device,
                     torch_threads=execution.torch_threads, argv=tuple(execution.argv), plugins=tuple(plugins),
                     checkpoint_every=execution.checkpoint_every, log=tuple(execution.log),
+                    compile=execution.compile,
                 ))
     return jobs
 
