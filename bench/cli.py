@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "--executor slurm: the profile's cpus_per_task)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s: cuda if "
                                                       "available; --executor slurm: cuda if the profile has GPUs)")
+    run.add_argument("--devices", metavar="LIST", help="local executor: spread the runs over these devices, "
+                                                        "round-robin (cuda:0,cuda:1; cpu,cpu to try it out)")
+    run.add_argument("--runs-per-task", type=int, metavar="K",
+                     help="--executor slurm/debug: K runs at once in each array task, sharing its GPUs and CPUs "
+                          "(default: the profile's runs_per_task, 1)")
     run.add_argument("--checkpoint-every", type=int,
                      help="env steps between checkpoints (default: 5%% of the budget; 0: never)")
     run.add_argument("--overwrite", action="store_true",
@@ -148,7 +153,8 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     from bench.launch.sweep import planned_actions, start_sweep
 
     sweep = _requested_sweep(args, "bench run", _plugins(args))
-    placement = resolve_placement(sweep.executor, sweep.profile, args.device, args.threads, args.workers)
+    placement = resolve_placement(sweep.executor, sweep.profile, args.device, args.threads, args.workers,
+                                  args.runs_per_task, args.devices)
     results_root = args.results_dir or default_results_root()
     if placement.executor == "slurm":  # tasks run in their code snapshot's directory, maybe on other nodes
         results_root = results_root.resolve()
@@ -436,7 +442,8 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
         raise ConfigError("bench tune: give --algo and --env to run a study")
     from bench.launch.resolve import resolve_placement
 
-    placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers)
+    placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers,
+                                  runs_per_task=1)  # a tuning worker is one task: never packed
     settings = tune_settings.from_request(
         algo=args.algo, envs=args.env, seeds=args.seeds, trials=args.trials, study=study_name, storage=storage,
         study_dir=study_dir, preset=args.preset, protocol=args.protocol, protocol_overrides=_protocol_flags(args), config_files=args.config,
