@@ -15,7 +15,9 @@ Requeue: each task is a :class:`RunTask` (a submitit ``Checkpointable``). SLURM 
 before the time limit (and on preemption); ``run_one`` catches it, writes a checkpoint and returns; the task then
 hands the signal to submitit's own handler, which calls ``checkpoint()`` and requeues the task. The requeued task
 runs ``run_one`` again, which resumes from the checkpoint. All state is in the run directory, so the default
-``checkpoint()`` (resubmit the same JobSpec) is all a requeue needs.
+``checkpoint()`` (resubmit the same JobSpec) is all a requeue needs. A packed task (:class:`PackedRunTask`) does
+the same for its K runs at once: the local pool forwards the signal to each run's process, every run checkpoints,
+and the task requeues itself with the same K JobSpecs.
 """
 
 from __future__ import annotations

@@ -45,14 +45,8 @@ def test_quick_cpu_run_prints_every_agent_and_the_packed_runs():
     for row in rows:
         assert number(row[1]) > 0 and number(row[5]) > 0 and number(row[6]) > 0, row
         assert row[7:] == ["n/a", "n/a"], row  # no CUDA memory on a CPU
-        if row[0] != "sac":  # --quick compiles sac only
-            assert row[2:5] == ["skipped", "skipped", "skipped / skipped"], row
-    sac = rows[0]
-    assert sac[3] == "CUDA only"
-    if sac[2] == "n/a":  # a checkout without Agent.compile says so
-        assert any(line.startswith("notice: ") and "compile()" in line for line in lines)
-    else:
-        assert number(sac[2]) > 0 and number(sac[4].split(" / ")[0]) >= 0
+        assert row[2:5] == ["skipped", "skipped", "skipped / skipped"], row  # --quick compiles nothing
+    assert "notice: compiled columns measured for: none (--compile-agents)" in lines
     header, *packs = table(lines, "SDAC runs on one device")
     assert header == ["SDAC runs on one device", "total env steps/s", "per run", "vs 1 run"]
     assert [row[0] for row in packs] == ["1", "2"]
