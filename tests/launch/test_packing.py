@@ -103,3 +103,17 @@ def test_every_run_of_a_packed_task_is_tied_to_the_task_for_bench_status(tmp_pat
     assert latest_tasks(suite) == {"sac/Pendulum-v1/seed=0": ("9_0", "bench-s"),
                                    "sac/Pendulum-v1/seed=1": ("9_0", "bench-s"),
                                    "sac/Pendulum-v1/seed=2": ("9_1", "bench-s")}
+
+
+def test_local_runs_spread_over_devices_and_a_dying_run_spares_the_one_beside_it(results_dir):
+    """The local pool is made of plain processes: a run SIGKILLed mid-training (as by the OOM killer) is recorded as
+    failed while the other run goes on to the end (a concurrent.futures pool would have killed both)."""
+    result = bench_cli("run", "--algos", "sac,dying_sac", "--envs", "Pendulum", "--suite", "dv", *TINY,
+                       "--devices", "cpu,cpu", "--workers", "2", "--plugin", "dying_agent", results_dir=results_dir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    suite = results_dir / "dv"
+    assert (suite / "sac" / "Pendulum-v1" / "seed=0" / "DONE").exists()
+    died = suite / "dying_sac" / "Pendulum-v1" / "seed=0"
+    assert (died / "error.txt").read_text() == "worker process died (killed by SIGKILL)\n"
+    placement = yaml.safe_load((suite / "sweep.yaml").read_text())["placement"]
+    assert placement["devices"] == ["cpu", "cpu"] and placement["workers"] == 2
