@@ -54,11 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "--executor slurm: the profile's cpus_per_task)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s: cuda if "
                                                       "available; --executor slurm: cuda if the profile has GPUs)")
-    run.add_argument("--devices", metavar="LIST", help="local executor: spread the runs over these devices, "
-                                                        "round-robin (cuda:0,cuda:1; cpu,cpu to try it out)")
-    run.add_argument("--runs-per-task", type=int, metavar="K",
-                     help="--executor slurm/debug: K runs at once in each array task, sharing its GPUs and CPUs "
-                          "(default: the profile's runs_per_task, 1)")
     run.add_argument("--checkpoint-every", type=int,
                      help="env steps between checkpoints (default: 5%% of the budget; 0: never)")
     run.add_argument("--overwrite", action="store_true",
@@ -69,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "debug: submitit's in-process executor")
     run.add_argument("--profile", type=Path, metavar="FILE",
                      help="cluster profile YAML for --executor slurm (see sweeps/profiles/)")
+    run.add_argument("--devices", metavar="LIST", help="local executor: spread the runs over these devices, "
+                                                        "round-robin (cuda:0,cuda:1; cpu,cpu to try it out)")
+    run.add_argument("--runs-per-task", type=int, metavar="K",
+                     help="--executor slurm/debug: K runs at once in each array task, sharing its GPUs and CPUs "
+                          "(default: the profile's runs_per_task, 1)")
 
     status = commands.add_parser("status", help="state of runs, read from their directories (+ SLURM queue state)")
     status.add_argument("path", nargs="?", type=Path, help="results root, suite folder, run folder or sweep spec")

@@ -76,6 +76,18 @@ def packed_profile(cluster: ClusterProfile, runs_per_task: int | None) -> Cluste
         raise ConfigError(f"--runs-per-task {runs_per_task}: {error}") from None
 
 
+def local_devices(names: str) -> tuple[str, ...]:
+    """``--devices cuda:0,cuda:1``: each one checked against the devices this machine has."""
+    import torch
+
+    valid = ["cpu", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+    spread = tuple(name.strip() for name in names.split(","))
+    for name in spread:
+        if name not in valid and not (name == "cuda" and len(valid) > 1):
+            raise ConfigError(f"--devices: {name!r} does not exist here; valid devices: {', '.join(valid)}")
+    return spread
+
+
 def local_device(choice: str) -> str:
     import torch
 
@@ -87,14 +99,3 @@ def local_device(choice: str) -> str:
         raise ConfigError(f"--device {choice!r}: valid choices are cpu, cuda, cuda:N, auto")
     return choice
 
-
-def local_devices(names: str) -> tuple[str, ...]:
-    """``--devices cuda:0,cuda:1``: each one checked against the devices this machine has."""
-    import torch
-
-    valid = ["cpu", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
-    spread = tuple(name.strip() for name in names.split(","))
-    for name in spread:
-        if name not in valid and not (name == "cuda" and len(valid) > 1):
-            raise ConfigError(f"--devices: {name!r} does not exist here; valid devices: {', '.join(valid)}")
-    return spread
