@@ -98,4 +98,3 @@ def local_device(choice: str) -> str:
     if not (choice == "cpu" or choice.startswith("cuda")):
         raise ConfigError(f"--device {choice!r}: valid choices are cpu, cuda, cuda:N, auto")
     return choice
-
