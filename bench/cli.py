@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", type=Path, metavar="FILE",
                      help="cluster profile YAML for --executor slurm (see sweeps/profiles/)")
     _log_argument(run)
+    run.add_argument("--devices", metavar="LIST", help="local executor: spread the runs over these devices, "
+                                                        "round-robin (cuda:0,cuda:1; cpu,cpu to try it out)")
+    run.add_argument("--runs-per-task", type=int, metavar="K",
+                     help="--executor slurm/debug: K runs at once in each array task, sharing its GPUs and CPUs "
+                          "(default: the profile's runs_per_task, 1)")
 
     status = commands.add_parser("status", help="state of runs, read from their directories (+ SLURM queue state)")
     status.add_argument("path", nargs="?", type=Path, help="results root, suite folder, run folder or sweep spec")
@@ -185,7 +190,8 @@ def command_run(args: argparse.Namespace, argv: list[str], console: Console) -> 
     from bench.launch.sweep import planned_actions, start_sweep
 
     sweep = _requested_sweep(args, "bench run", _plugins(args))
-    placement = resolve_placement(sweep.executor, sweep.profile, args.device, args.threads, args.workers)
+    placement = resolve_placement(sweep.executor, sweep.profile, args.device, args.threads, args.workers,
+                                  args.runs_per_task, args.devices)
     results_root = args.results_dir or default_results_root()
     if placement.executor == "slurm":  # tasks run in their code snapshot's directory, maybe on other nodes
         results_root = results_root.resolve()
@@ -542,7 +548,8 @@ def command_tune(args: argparse.Namespace, argv: list[str], console: Console) ->
     from bench.launch.resolve import oversubscription_warning, resolve_log, resolve_placement
     from bench.records.sinks import parse_log
 
-    placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers)
+    placement = resolve_placement(args.executor, args.profile, args.device, args.threads, args.workers,
+                                  runs_per_task=1)  # a tuning worker is one task: never packed
     _warn(oversubscription_warning(placement), console)
     log = resolve_log(parse_log(args.log) if args.log is not None else None, placement)
     settings = tune_settings.from_request(

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from bench.jobs import JobSpec, Outcome, RunDir, RunState, SuiteDir
 from bench.launch.local_pool import run_local
+from bench.launch.packing import pack
 from bench.launch.profiles import ClusterProfile
 from bench.records.state import run_status
 from bench.train.run import INTERRUPTED_EXIT_CODE, finished_summary
@@ -31,11 +32,11 @@ class Executor(typing.Protocol):
 
 
 def make_executor(name: str, workers: int = 1, profile: ClusterProfile | None = None,
-                  verbose: bool = False) -> Executor:
+                  verbose: bool = False, runs_per_task: int = 1) -> Executor:
     if name == "local":
         return LocalExecutor(workers, verbose)
     if name in ("slurm", "debug"):
-        return SubmititExecutor(name, profile)
+        return SubmititExecutor(name, profile, runs_per_task)
     raise ValueError(f"unknown executor {name!r}")
 
 
@@ -60,10 +61,11 @@ class LocalExecutor:
 
 
 class SubmititExecutor:
-    def __init__(self, cluster: str, profile: ClusterProfile | None) -> None:
+    def __init__(self, cluster: str, profile: ClusterProfile | None, runs_per_task: int = 1) -> None:
         if cluster == "slurm" and profile is None:
             raise ValueError("the slurm executor needs a cluster profile")
         self.cluster, self.profile = cluster, profile
+        self.runs_per_task = profile.runs_per_task if profile is not None else runs_per_task
 
     def launch(self, jobs: Sequence[JobSpec], console: Console) -> int:
         from bench.launch import slurm
@@ -71,11 +73,18 @@ class SubmititExecutor:
         if self.cluster == "slurm":
             assert self.profile is not None
             return slurm.submit(jobs, self.profile, console)
-        console.print(f"{len(jobs)} runs ({_count_todo(jobs)} to do) in this process (submitit debug executor); "
+        where = ("in this process" if self.runs_per_task == 1
+                 else f"{self.runs_per_task} at a time, each in its own process")
+        console.print(f"{len(jobs)} runs ({_count_todo(jobs)} to do) {where} (submitit debug executor); "
                       f"results in {_suite_root(jobs)}")
         folder = _suite(jobs).slurm_dir / "debug" / "%j"
         executor = slurm.make_submitit_executor("debug", folder, None)
-        results = [executor.submit(slurm.RunTask(raise_on_failure=False), job).result() for job in jobs]
+        if self.runs_per_task == 1:
+            results = [executor.submit(slurm.RunTask(raise_on_failure=False), job).result() for job in jobs]
+        else:
+            groups = pack(jobs, self.runs_per_task)
+            task = slurm.PackedRunTask(raise_on_failure=False)
+            results = [summary for group in groups for summary in executor.submit(task, group).result()]
         return print_sweep_end(jobs, results, console)
 
 

@@ -131,8 +131,9 @@ class _Worker:
 class _StopForwarder:
     """On a stop signal: start no new run, pass the signal on to the active workers (SIGKILL on a second SIGINT)."""
 
-    def __init__(self, workers: list[_Worker], on_event: EventHandler) -> None:
+    def __init__(self, workers: list[_Worker], on_event: EventHandler, received: list[str] | None = None) -> None:
         self.workers, self.on_event = workers, on_event
+        self.received = received if received is not None else []
         self.count, self.signum = 0, None
         self._previous: dict[int, Any] = {}
 
@@ -156,6 +157,7 @@ class _StopForwarder:
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1
         self.signum = signum
+        self.received.append(signal.Signals(signum).name)
         for worker in list(self.workers):
             try:
                 os.kill(worker.process.pid, signal.SIGKILL if self.forced else signum)
@@ -176,8 +178,11 @@ class _StopForwarder:
                     pass
 
 
-def run_local(jobs: Sequence[JobSpec], workers: int, on_event: EventHandler) -> list[dict[str, Any]]:
-    """Run ``jobs`` in at most ``workers`` processes at a time; returns one summary per job, in job order."""
+def run_local(jobs: Sequence[JobSpec], workers: int, on_event: EventHandler,
+              signals_received: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run ``jobs`` in at most ``workers`` processes at a time; returns one summary per job, in job order. The
+    names of the stop signals this process received meanwhile are appended to ``signals_received`` (a packed
+    SLURM task re-raises USR2 afterwards so that submitit requeues it)."""
     if not jobs:
         return []
     context = mp.get_context("spawn")
@@ -185,7 +190,7 @@ def run_local(jobs: Sequence[JobSpec], workers: int, on_event: EventHandler) -> 
     queued = deque(enumerate(jobs))
     active: list[_Worker] = []
     try:
-        with _StopForwarder(active, on_event) as stopper:
+        with _StopForwarder(active, on_event, signals_received) as stopper:
             while queued or active:
                 while queued and len(active) < workers and not stopper.stopping:
                     index, job = queued.popleft()

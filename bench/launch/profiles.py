@@ -19,7 +19,8 @@ class ClusterProfile:
     account: str | None = None
     qos: str | None = None
     timeout_min: int = 60            # time limit of one array task (one run, or one stretch of it between requeues)
-    cpus_per_task: int = 1           # also the run's torch threads
+    cpus_per_task: int = 1           # split between the task's runs: each gets cpus_per_task // runs_per_task threads
+    runs_per_task: int = 1           # runs packed into one array task, each in its own process, sharing its GPUs/CPUs
     gpus_per_node: int = 0           # 0: the runs use the CPU; >= 1: they use cuda
     mem_gb: float | None = None      # None: the cluster's default per CPU
     array_parallelism: int = 64      # array tasks of one array running at once (sbatch --array=...%N)
@@ -34,12 +35,20 @@ class ClusterProfile:
     max_start_failures: int = 3      # submissions of a run whose task never started before `bench run` stops resubmitting
 
     def __post_init__(self) -> None:
-        for key in ("timeout_min", "cpus_per_task", "array_parallelism", "max_array_size", "max_start_failures"):
+        for key in ("timeout_min", "cpus_per_task", "runs_per_task", "array_parallelism", "max_array_size",
+                    "max_start_failures"):
             cfg.check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("gpus_per_node", "max_num_timeout", "signal_delay_s"):
             cfg.check(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
         cfg.check(self.mem_gb is None or self.mem_gb > 0, f"mem_gb must be > 0, got {self.mem_gb}")
         cfg.check(isinstance(self.sbatch, dict), f"sbatch must map option names to values, got {self.sbatch!r}")
+        cfg.check(self.runs_per_task <= self.cpus_per_task,
+                  f"runs_per_task ({self.runs_per_task}) must be <= cpus_per_task ({self.cpus_per_task}): each run of "
+                  "a task needs a CPU of its own")
+
+    @property
+    def threads_per_run(self) -> int:
+        return self.cpus_per_task // self.runs_per_task
 
     @property
     def device(self) -> str:

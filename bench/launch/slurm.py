@@ -1,4 +1,5 @@
-"""Sweeps on SLURM through submitit: one job array per sweep (chunked), one array task per run, submit and exit.
+"""Sweeps on SLURM through submitit: one job array per sweep (chunked), one array task per run (or per
+``runs_per_task`` runs, packed: :class:`PackedRunTask`), submit and exit.
 
     results/<suite>/slurm/
         submissions.jsonl            one line per `bench run --executor slurm`: time, arrays, task id -> run, folders
@@ -14,7 +15,9 @@ Requeue: each task is a :class:`RunTask` (a submitit ``Checkpointable``). SLURM 
 before the time limit (and on preemption); ``run_one`` catches it, writes a checkpoint and returns; the task then
 hands the signal to submitit's own handler, which calls ``checkpoint()`` and requeues the task. The requeued task
 runs ``run_one`` again, which resumes from the checkpoint. All state is in the run directory, so the default
-``checkpoint()`` (resubmit the same JobSpec) is all a requeue needs.
+``checkpoint()`` (resubmit the same JobSpec) is all a requeue needs. A packed task (:class:`PackedRunTask`) does
+the same for its K runs at once: the local pool forwards the signal to each run's process, every run checkpoints,
+and the task requeues itself with the same K JobSpecs.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ import submitit
 import algorithms
 import bench
 from algorithms.config import ConfigError
-from bench.jobs import JobSpec, Outcome, RunState, SuiteDir, now_iso
+from bench.jobs import JobSpec, Outcome, RunDir, RunState, SuiteDir, now_iso
+from bench.launch.packing import pack, task_devices
 from bench.launch.profiles import ClusterProfile
 from bench.records.manifest import SNAPSHOT_INFO, git_state
 from bench.records.state import run_status
@@ -68,6 +72,31 @@ class RunTask(submitit.helpers.Checkpointable):
         if summary["status"] == Outcome.FAILED and self.raise_on_failure:
             raise RunFailed(f"{job.name} failed: {summary.get('error')} (traceback in {job.directory.error_file})")
         return summary
+
+
+class PackedRunTask(submitit.helpers.Checkpointable):
+    """One array task holding several runs (the profile's ``runs_per_task``): each in its own spawned process (the
+    local pool's), so that one run dying takes none of its siblings with it; a stop signal to the task reaches
+    every run, each checkpoints, and on USR2 the task requeues itself with all its runs (the finished ones are
+    skipped when it comes back)."""
+
+    def __init__(self, gpus: int = 0, raise_on_failure: bool = True) -> None:
+        self.gpus, self.raise_on_failure = gpus, raise_on_failure
+
+    def __call__(self, jobs: Sequence[JobSpec]) -> list[dict[str, Any]]:
+        from bench.launch.local_pool import run_local  # imports torch: only in the task, never at submission
+
+        received: list[str] = []
+        summaries = run_local(task_devices(jobs, self.gpus), len(jobs), _log_event, received)
+        interrupted = any(summary["status"] == Outcome.INTERRUPTED for summary in summaries)
+        if interrupted and PREEMPT_SIGNAL in received:
+            # Every run has checkpointed and the pool has put submitit's handler back: let it requeue the task.
+            signal.raise_signal(getattr(signal, PREEMPT_SIGNAL))
+        failed = [job.name for job, summary in zip(jobs, summaries) if summary["status"] == Outcome.FAILED]
+        if failed and self.raise_on_failure:
+            raise RunFailed(f"{len(failed)} of the task's {len(jobs)} runs failed: {', '.join(failed)} "
+                            f"(tracebacks in <run dir>/{RunDir.ERROR})")
+        return summaries
 
 
 def _log_event(event: dict[str, Any]) -> None:
@@ -112,16 +141,29 @@ def submit(jobs: Sequence[JobSpec], profile: ClusterProfile, console: Any) -> in
         states = "done, running, queued or failed to start" if refused else "done, running or queued"
         console.print(f"nothing to submit: all {len(jobs)} runs are {states} ({left_alone})")
         return 1 if refused else 0
-    submission = submit_array(RunTask(), [(job,) for job in todo], suite.path, profile, todo[0].plugins)
-    tasks = {task_id: job.name for task_id, job in zip(submission.task_ids, todo)}
+    submission, tasks = _submit_runs(todo, suite, profile)
     _record_submission(suite, submission, tasks, profile)
+    submitted = sum(len(runs) if isinstance(runs, list) else 1 for runs in tasks.values())
     if submission.error:
-        console.print(f"[red]submitting stopped after {len(tasks)} run(s):[/] {submission.error}")
-    console.print(f"submitted {len(tasks)} run(s) as array job(s) {', '.join(submission.arrays)}"
+        console.print(f"[red]submitting stopped after {submitted} run(s):[/] {submission.error}")
+    packed = f" ({profile.runs_per_task} per task: {len(tasks)} tasks)" if profile.runs_per_task > 1 else ""
+    console.print(f"submitted {submitted} run(s){packed} as array job(s) {', '.join(submission.arrays)}"
                   + (f"; left alone: {left_alone}" if left_alone else ""))
     console.print(f"logs: {submission.logs}/<job id>_0_log.out (and .err); code snapshot: {submission.code_dir}")
     console.print(f"follow with: bench status {suite.path}")
-    return 0 if len(tasks) == len(todo) and not refused else 1
+    return 0 if submitted == len(todo) and not refused else 1
+
+
+def _submit_runs(todo: Sequence[JobSpec], suite: SuiteDir,
+                 profile: ClusterProfile) -> tuple["Submission", dict[str, str | list[str]]]:
+    """The runs as array tasks, one run each or ``runs_per_task`` each; task id -> its run (or list of runs)."""
+    if profile.runs_per_task == 1:
+        submission = submit_array(RunTask(), [(job,) for job in todo], suite.path, profile, todo[0].plugins)
+        return submission, {task_id: job.name for task_id, job in zip(submission.task_ids, todo)}
+    groups = pack(todo, profile.runs_per_task)
+    submission = submit_array(PackedRunTask(profile.gpus_per_node), [(group,) for group in groups], suite.path,
+                              profile, todo[0].plugins)
+    return submission, {task_id: [job.name for job in group] for task_id, group in zip(submission.task_ids, groups)}
 
 
 @dataclass
@@ -167,9 +209,10 @@ def submit_array(task: Any, arguments: Sequence[tuple], home: Path, profile: Clu
     return submission
 
 
-def _record_submission(suite: SuiteDir, submission: Submission, tasks: dict[str, str],
+def _record_submission(suite: SuiteDir, submission: Submission, tasks: dict[str, str | list[str]],
                        profile: ClusterProfile) -> None:
-    """A line of ``submissions.jsonl``: which array task runs which run (read by `bench status`)."""
+    """A line of ``submissions.jsonl``: which array task runs which run, or which runs when they are packed
+    (read by `bench status`)."""
     record = {"submitted_at": now_iso(), "job_name": submission.job_name, "arrays": submission.arrays,
               "tasks": tasks, "code": str(submission.code_dir), "logs": str(submission.logs),
               "profile": profile_summary(profile)}
@@ -189,7 +232,7 @@ def make_submitit_executor(cluster: str, folder: Path, profile: ClusterProfile |
     # `bench run` was typed: often the checkout itself) ahead of PYTHONPATH.
     setup = [*profile.setup, f"cd {shlex.quote(str(code_dir))}",
              f"export PYTHONPATH={shlex.quote(str(code_dir))}${{PYTHONPATH:+:$PYTHONPATH}}",
-             f"export OMP_NUM_THREADS={profile.cpus_per_task}"]
+             f"export OMP_NUM_THREADS={profile.threads_per_run}"]
     executor.update_parameters(**profile.submitit_parameters(), slurm_setup=setup)
     return executor
 
@@ -244,7 +287,7 @@ def latest_tasks(suite: SuiteDir) -> dict[str, tuple[str, str]]:
     """Run name -> (array task id, job name) of the submission that last ran or will run it."""
     latest: dict[str, tuple[str, str]] = {}
     for entry in read_submissions(suite):
-        for task_id, run in entry.get("tasks", {}).items():
+        for task_id, run in _task_runs(entry):
             latest[run] = (task_id, entry.get("job_name", ""))
     return latest
 
@@ -299,7 +342,7 @@ def start_failures(suite: SuiteDir, profile: ClusterProfile | None = None,
     counting: dict[str, bool] = {}
     for entry in reversed(entries):
         same_profile = current is None or entry.get("profile") == current
-        for task, run in entry.get("tasks", {}).items():
+        for task, run in _task_runs(entry):
             if not counting.get(run, True) or (runs is not None and run not in runs):
                 continue
             logs = Path(entry.get("logs", ""))
@@ -309,6 +352,12 @@ def start_failures(suite: SuiteDir, profile: ClusterProfile | None = None,
             previous = failures.get(run) or StartFailure(task, _task_log(logs, task, "err"), _log_head(logs, task), 0)
             failures[run] = replace(previous, count=previous.count + (1 if same_profile else 0))
     return failures
+
+
+def _task_runs(entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """(task id, run name) pairs of a submission; a packed task (runs_per_task > 1) holds a list of runs."""
+    return [(task, run) for task, held in entry.get("tasks", {}).items()
+            for run in (held if isinstance(held, list) else [held])]
 
 
 def _never_started(logs: Path, task: str, run: str) -> bool:

@@ -11,6 +11,7 @@ from rich.console import Console
 from algorithms.config import ConfigError
 from bench.jobs import JobSpec, RunState
 from bench.launch.executors import make_executor
+from bench.launch.packing import placement_record, spread_over_devices
 from bench.launch.resolve import Placement
 from bench.plan.expand import find_conflicts
 from bench.plan.spec import SweepSpec, save_resolved
@@ -43,7 +44,7 @@ def start_sweep(spec: SweepSpec, jobs: Sequence[JobSpec], placement: Placement, 
                 f"{len(conflicts)} run(s) already hold a different configuration; not resuming them:\n  "
                 + "\n  ".join(conflicts) + "\nUse another --suite, or --overwrite to discard them and start over."
             )
-    save_resolved(spec, jobs, jobs[0].directory.suite_dir, cli_config_files)
+    save_resolved(spec, jobs, jobs[0].directory.suite_dir, cli_config_files, placement_record(placement))
     executor = make_executor(placement.executor, workers=placement.workers, profile=placement.profile,
-                             verbose=verbose)
-    return executor.launch(jobs, console)
+                             verbose=verbose, runs_per_task=placement.runs_per_task)
+    return executor.launch(spread_over_devices(jobs, placement.devices), console)

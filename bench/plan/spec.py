@@ -136,12 +136,13 @@ def check_executor(name: str, where: str) -> str:
 
 
 def save_resolved(spec: SweepSpec, jobs: Sequence[JobSpec], suite: SuiteDir,
-                  cli_config_files: Sequence[Path | str] = ()) -> Path:
+                  cli_config_files: Sequence[Path | str] = (), placement: dict[str, Any] | None = None) -> Path:
     """``<suite>/sweep.yaml``: the spec with every path absolute and seeds listed, the ``--config`` files given
-    on the command line, plus the runs it made (read by ``bench status`` to list runs that have not started)."""
+    on the command line, how the runs were placed (executor, threads, ``runs_per_task``, devices), plus the runs
+    it made (read by ``bench status`` to list runs that have not started)."""
     suite.path.mkdir(parents=True, exist_ok=True)
     data = {**spec.to_dict(), "command_line_config": [str(Path(path).resolve()) for path in cli_config_files],
-            "runs": [job.name for job in jobs]}
+            **({"placement": placement} if placement else {}), "runs": [job.name for job in jobs]}
     write_yaml(suite.sweep_file, data,
                header="# Resolved sweep spec, written by `bench run`; `bench status` reads `runs`.\n")
     return suite.sweep_file

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import ROOT, TINY, bench_cli
 
@@ -206,3 +207,65 @@ def test_a_task_that_cannot_start_is_shown_with_its_log_and_not_resubmitted_agai
     assert ("not resubmitted: sac/Pendulum-v1/seed=0: its task failed to start 1 time(s) under this profile"
             in " ".join(again.stdout.split()))
     assert len(submissions(suite)) == 1  # nothing was submitted the second time
+
+
+def test_packed_tasks_requeue_together_and_finish_identical_to_the_same_runs_unpacked(slurm_cluster, tmp_path):
+    """4 runs with ``runs_per_task: 2``: 2 array tasks of 2 runs each (one process per run, one thread each). USR2
+    to the first task: both its runs checkpoint, the task is requeued and both resume to the exact budget, with
+    the same evaluations and losses as the same runs trained unpacked and never interrupted."""
+    results = tmp_path / "results"
+    profile = write_profile(tmp_path / "packed.yaml", timeout_min=3, signal_delay_s=30, cpus_per_task=2,
+                            runs_per_task=2, mem_gb=2)
+    steps = 1500
+    args = ["--algos", "sac", "--envs", "Pendulum", "--protocol", "quick", "--preset", "none",
+            "--steps", str(steps), "--warmup", "100", "--eval-every", "300", "--eval-episodes", "2",
+            "--checkpoint-every", "100", "-o", "protocol.log_every=100", "-o", "batch_size=32", "-o", "hidden=32,32"]
+    submitted = bench_cli("run", *args, "--seeds", "4", "--suite", "pk", "--executor", "slurm", "--profile", str(profile),
+                          results_dir=results)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    suite = results / "pk"
+    entry = submissions(suite)[0]
+    array = entry["arrays"][0]
+    assert f"submitted 4 run(s) (2 per task: 2 tasks) as array job(s) {array}" in submitted.stdout
+    assert entry["tasks"] == {f"{array}_0": [f"sac/Pendulum-v1/seed={s}" for s in (0, 1)],
+                              f"{array}_1": [f"sac/Pendulum-v1/seed={s}" for s in (2, 3)]}
+    assert entry["profile"]["runs_per_task"] == 2
+    signalled = [suite / run for run in entry["tasks"][f"{array}_0"]]
+    try:
+        wait_until(lambda: all(_checkpoint_step(run) >= 300 for run in signalled), 180, "both runs of task 0 at "
+                   "a checkpoint >= 300")
+        assert not any((run / "DONE").exists() for run in signalled)
+        subprocess.run(["scancel", "--signal=USR2", f"{array}_0"], check=True)
+        # Meanwhile, the reference: the same first two runs, unpacked and uninterrupted.
+        reference = bench_cli("run", *args, "--seeds", "2", "--suite", "ref", "--workers", "2",
+                              "--threads", "1", results_dir=results)
+        assert reference.returncode == 0, reference.stdout + reference.stderr
+        wait_until(lambda: all((suite / run / "DONE").exists() for runs in entry["tasks"].values() for run in runs),
+                   300, "all 4 runs DONE")
+    finally:
+        cancel(suite)
+    for task, runs in entry["tasks"].items():
+        for run in runs:
+            attempts = json.loads((suite / run / "attempts.json").read_text())
+            outcomes = [(a["slurm_job"], a["slurm_restart"], a["outcome"]) for a in attempts]
+            summary = json.loads((suite / run / "summary.json").read_text())
+            assert summary["total_steps"] == steps and summary["torch_threads"] == 1
+            if task.endswith("_1"):
+                assert outcomes == [(task, 0, "done")]
+                continue
+            assert outcomes == [(task, 0, "interrupted"), (task, 1, "done")], run
+            assert 0 < attempts[0]["end_step"] == attempts[1]["start_step"] < steps
+            assert summary["resumes"] == 1 and summary["updates"] == steps - 100
+            unpacked = results / "ref" / run
+            for log, names in (("eval.csv", ("step", "eval/return_mean", "eval/return_std")),
+                               ("train.csv", ("step", "loss/critic", "loss/actor", "alpha", "updates"))):
+                for name in names:
+                    assert _column(suite / run / log, name) == _column(unpacked / log, name), (run, log, name)
+    log = (Path(entry["logs"]) / f"{array}_0_0_log.err").read_text()
+    assert "Caught signal SIGUSR2" in log
+    assert yaml.safe_load((suite / "sweep.yaml").read_text())["placement"]["runs_per_task"] == 2
+
+
+def _column(path: Path, name: str) -> list[str]:
+    with open(path) as handle:
+        return [row[name] for row in csv.DictReader(handle)]
