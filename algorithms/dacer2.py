@@ -29,8 +29,9 @@ default:
    w in [0.18, 0.25] for T = 5.
 4. ``qgrad_normalize = True``: the gradient is divided by its norm (reviewers' form), so w(k) alone sets the
    target's magnitude and the critic's scale (which grows with returns) does not enter L_g.
-5. ``qgrad_weight = 1.0`` (eta): the paper uses eta = 1.0 or 0.01 per environment group (Table 5 as quoted by a
-   reviewer; which task gets which is unknown). L_g is a mean of squared errors of O(0.1-1) while L_q = -E[Q] has
+5. ``qgrad_weight = 0.01`` (eta): the paper uses eta = 1.0 or 0.01 per environment group (Table 5 as quoted by a
+   reviewer; which task gets which is unknown). 0.01 by measurement: at 1.0 learning was slower on Pendulum and
+   Hopper (docs/benchmarks.md, "DACER2's eta on a MuJoCo task"). L_g is a mean of squared errors of O(0.1-1) while L_q = -E[Q] has
    action-gradients of the order of the (reward-scaled) returns' slope, so with 0.01 the auxiliary term is
    negligible at typical return scales; 1.0 is the value at which it can matter. Its cost: the target's norm,
    sqrt(1 - abar_k) w(k), is 0.08-0.25 at T = 5 while a denoising eps_theta has norm ~sqrt(|A|), so most of L_g's
@@ -64,7 +65,8 @@ QGRAD_DIRECTIONS = ("ascent", "descent")
 @dataclass
 class DACER2Config(DACERConfig):
     diffusion_steps: int = cfg.redefault(DACERConfig, "diffusion_steps", 5)
-    qgrad_weight: float = cfg.field(1.0, "eta, weight of the Q-gradient-field loss", cfg.non_negative)
+    # 0.01, the paper's other value: 1.0 slowed learning on Pendulum and Hopper (docs/benchmarks.md, "DACER2's eta").
+    qgrad_weight: float = cfg.field(0.01, "eta, weight of the Q-gradient-field loss", cfg.non_negative)
     qgrad_target: str = cfg.field("score", "score (regress the implied score) or eps (regress the noise prediction)",
                                   cfg.one_of(QGRAD_TARGETS))
     qgrad_direction: str = cfg.field("ascent", "ascent (target along +grad Q) or descent", cfg.one_of(QGRAD_DIRECTIONS))

@@ -12,6 +12,9 @@ compared with an uninterrupted run of the same seed. The faults, at random momen
     damaged replay file     one of replay/*.npy truncated, or its header overwritten
     disk full               a 16 MB tmpfs filled up while the run trains (needs root to mount; skipped otherwise)
     concurrent launches     the same 2-run command started twice at once on one suite
+    damaged DONE records    a finished run's eval.csv (last row cut, or its return changed) or summary.json
+                            (final return changed, or the file gone), then `bench status` and `bench report`;
+                            recovered = `--overwrite` (what the status line advises) trains it again identically
 
 Each trial is counted in these columns (a trial can count in several):
 
@@ -283,11 +286,54 @@ class Campaign:
         return trial
 
 
+    def damaged_done(self) -> Trial:
+        trial, results = Trial(), self.fresh("done")
+        self.reference(0)
+        shutil.copytree(self.references[0].parents[2], results / "s")  # a finished 2-run suite, as the reference
+        victim = self.run_dir(results, "s", 0)
+        damage = self.rng.choice(("eval row cut", "eval value changed", "summary value changed", "summary gone"))
+        if damage.startswith("eval"):
+            lines = (victim / "eval.csv").read_text().splitlines(keepends=True)
+            if damage == "eval row cut":
+                lines = lines[:-1]
+            else:
+                cells = lines[-1].split(",")
+                cells[2] = str(float(cells[2]) + 100.0)  # eval/return_mean, the final score
+                lines[-1] = ",".join(cells)
+            (victim / "eval.csv").write_text("".join(lines))
+        elif damage == "summary value changed":
+            summary = json.loads((victim / "summary.json").read_text())
+            summary["final_eval_return"] += 100.0
+            (victim / "summary.json").write_text(json.dumps(summary))
+        else:
+            (victim / "summary.json").unlink()
+        env = self.env(results)
+        status = subprocess.run([sys.executable, "-m", "bench.cli", "status", str(results / "s")], env=env,
+                                capture_output=True, text=True, timeout=600)
+        report = subprocess.run([sys.executable, "-m", "bench.cli", "report", str(results / "s")], env=env,
+                                capture_output=True, text=True, timeout=900)
+        report_md = results / "s" / "report" / "report.md"
+        warned = report_md.exists() and f"suspect run (left out of every table and figure): {victim}" in " ".join(
+            report_md.read_text().split())
+        import pandas  # only this fault reads the report's tables
+
+        runs = pandas.read_parquet(results / "s" / "report" / "runs.parquet") if report.returncode == 0 else None
+        aggregated = runs is not None and 0 in set(runs["seed"])
+        trial.flagged = f"suspect: {victim}" in " ".join(status.stdout.split()) and warned
+        trial.misreported |= aggregated or not trial.flagged
+        trial.lost |= report.returncode != 0 or runs is None or 1 not in set(runs["seed"])
+        again = subprocess.run([sys.executable, "-m", "bench.cli", *self.args(2, 1, "s"), "--overwrite"], env=env,
+                               capture_output=True, text=True, timeout=1800)
+        trial.recovered = again.returncode == 0 and all(self.identical(self.run_dir(results, "s", seed), seed)
+                                                        for seed in (0, 1))
+        return trial
+
+
 FAULTS: dict[str, Callable[[Campaign], Trial | None]] = {
     "worker SIGKILL": Campaign.worker_sigkill, "launcher SIGKILL": Campaign.launcher_sigkill,
     "damaged last.pt": Campaign.damaged_last, "damaged both ckpts": Campaign.damaged_both,
     "damaged replay file": Campaign.damaged_replay, "disk full": Campaign.disk_full,
-    "concurrent launches": Campaign.concurrent,
+    "concurrent launches": Campaign.concurrent, "damaged DONE records": Campaign.damaged_done,
 }
 
 

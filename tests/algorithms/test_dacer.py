@@ -201,7 +201,7 @@ def test_qgrad_target_without_normalisation_scales_with_the_gradient():
 
 def test_dacer2_defaults_and_auxiliary_loss_on_every_chain_step():
     config = algorithms.resolve_config("dacer2", "Hopper-v5")
-    assert (config.diffusion_steps, config.qgrad_weight, config.qgrad_target, config.qgrad_direction) == (5, 1.0, "score", "ascent")
+    assert (config.diffusion_steps, config.qgrad_weight, config.qgrad_target, config.qgrad_direction) == (5, 0.01, "score", "ascent")
     agent = small_agent("dacer2")
     calls = []
     handle = agent.policy.register_forward_hook(lambda module, inputs, output: calls.append(inputs[2]))

@@ -110,7 +110,7 @@ def test_failing_run_is_recorded_and_others_continue(results_dir):
     (["-o", "lr=1e-3"], "unknown key 'lr' for algorithm 'sac'; valid keys: activation, actor_lr"),
     (["-o", "batch_size=big"], "bad value for 'batch_size'"),
     (["-o", "protocol.eval_episodez=3"], "valid keys of Protocol"),
-    (["--protocol", "fast"], "unknown protocol 'fast'; valid choices: dacer-paper, quick, sdac-paper, standard"),
+    (["--protocol", "fast"], "unknown protocol 'fast'; valid choices: dacer-paper, dmc, quick, sdac-paper, standard"),
     (["--seeds", "x"], "--seeds 'x'"),
     (["--device", "tpu"], "valid choices are cpu, cuda"),
 ])

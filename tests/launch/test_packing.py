@@ -114,6 +114,6 @@ def test_local_runs_spread_over_devices_and_a_dying_run_spares_the_one_beside_it
     suite = results_dir / "dv"
     assert (suite / "sac" / "Pendulum-v1" / "seed=0" / "DONE").exists()
     died = suite / "dying_sac" / "Pendulum-v1" / "seed=0"
-    assert (died / "error.txt").read_text() == "worker process died (killed by SIGKILL)\n"
+    assert "worker process died: killed (signal 9; out of memory?)" in (died / "error.txt").read_text()
     placement = yaml.safe_load((suite / "sweep.yaml").read_text())["placement"]
     assert placement["devices"] == ["cpu", "cpu"] and placement["workers"] == 2

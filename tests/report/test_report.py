@@ -216,7 +216,7 @@ def test_synthetic_grid_report_covers_every_algorithm_pair(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--normalize", "zscore"], "valid choices: table, minmax, none"),
     (["--table-error", "sem"], "valid choices: ci, std"),
-    (["--reps", "0"], "--reps must be >= 1"),
+    (["--reps", "0"], "argument --reps: must be >= 1, got 0"),
     (["--reps", "5", "--final"], "either --reps or --final"),
 ])
 def test_bad_report_options_exit_2_and_name_the_choices(tmp_path, args, message):
@@ -229,7 +229,7 @@ def test_bad_report_options_exit_2_and_name_the_choices(tmp_path, args, message)
 
 def test_report_on_a_missing_folder_exits_2(tmp_path):
     result = bench_cli("report", str(tmp_path / "nope"), results_dir=tmp_path)
-    assert result.returncode == 2 and "no such results folder" in result.stderr
+    assert result.returncode == 2 and f"results folder {tmp_path / 'nope'}: does not exist" in result.stderr
 
 
 def test_each_algorithm_keeps_its_colour_whatever_else_is_compared():
