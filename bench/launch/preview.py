@@ -14,7 +14,7 @@ import yaml
 
 from algorithms import config as cfg
 from bench import DATA_DIR
-from bench.jobs import JobSpec
+from bench.jobs import JobSpec, RunDir
 from bench.plan.envs import space_info
 from bench.plan.presets import departures
 from bench.plan.protocols import Protocol
@@ -139,7 +139,7 @@ def _warnings(groups: Sequence[PlannedGroup]) -> list[str]:
         fields = sorted({name for group in changed for name in group.changed})
         lines.append(f"possibly long runs on a CPU: {_heavy_names(changed)}, estimated at each algorithm's default "
                      f"settings, which this config changes ({', '.join(fields)}): the real cost may differ a lot; "
-                     f"a short run (--steps N) measures it (time/cpu_s in summary.json).")
+                     f"a short run (--steps N) measures it (time/cpu_s in {RunDir.SUMMARY}).")
     return lines
 
 
